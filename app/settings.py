@@ -1,0 +1,56 @@
+"""Settings from the environment (and a git-ignored ``.env``). Documented in ``.env.example``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str | None = None
+    # A direct or session-mode URL for LISTEN; defaults to DATABASE_URL. Leave it unset
+    # and set DISPATCH_LISTEN=false when DATABASE_URL is a transaction pooler.
+    listen_database_url: str | None = None
+    supabase_url: str | None = None
+    supabase_service_role_key: SecretStr | None = None
+    supabase_jwt_secret: SecretStr | None = None
+    vault_secret_name: str | None = None
+
+    dispatch_http_host: str = "127.0.0.1"
+    dispatch_http_port: int = Field(8787, ge=0, le=65535)
+    dispatch_concurrency: int = Field(10, ge=1, le=1000)
+    dispatch_listen: bool = True
+    dispatch_poll_interval: float = Field(5.0, gt=0)
+    dispatch_lease_seconds: float = Field(30.0, gt=0)
+    dispatch_shutdown_grace: float = Field(20.0, ge=0)
+    dispatch_max_attempts: int = Field(5, ge=1)
+    dispatch_retry_base: float = Field(2.0, gt=0)
+    dispatch_retry_cap: float = Field(600.0, gt=0)
+    dispatch_credential_ttl: float = Field(60.0, ge=0)
+    dispatch_required_role: str = "service_role"
+    dispatch_log_level: str = "INFO"
+    alert_webhook_url: str | None = None
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise ConfigError(
+                "DATABASE_URL is not set: export it or put it in .env "
+                "(or run `integration-dispatch dev` for a local cluster)"
+            )
+        return self.database_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]).upper() if err["loc"] else "?"
+        raise ConfigError(f"setting {name} is invalid: {err['msg']} (check the environment and .env)") from None
