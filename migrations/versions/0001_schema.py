@@ -170,6 +170,18 @@ CREATE TABLE dispatch.tick_runs (
 );
 CREATE INDEX tick_runs_started_idx ON dispatch.tick_runs (started_at);
 
+-- Operator-tunable knobs that SQL functions read (tick lookahead, alert thresholds, ...).
+CREATE TABLE dispatch.settings (
+    key              text PRIMARY KEY,
+    value            text NOT NULL,
+    description      text NOT NULL DEFAULT ''
+);
+
+CREATE FUNCTION dispatch.setting(p_key text, p_default text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT value FROM dispatch.settings WHERE key = p_key), p_default)
+$$;
+
 -- ---------------------------------------------------------------- alerts
 CREATE FUNCTION dispatch.raise_alert(
     p_kind text, p_subject text, p_message text, p_details jsonb DEFAULT '{}',
