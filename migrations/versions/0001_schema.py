@@ -363,6 +363,83 @@ CREATE FUNCTION dispatch.enqueue(
 $$;
 COMMENT ON FUNCTION dispatch.enqueue IS 'enqueue a job and return its id; a repeated idempotency key returns the first job''s id';
 
+-- ---------------------------------------------------------------- claim and rescue
+-- Claims run in plpgsql for one reason: the per-integration running count must be read
+-- *after* taking the claim lock, in a fresh snapshot, or two daemons could both see free
+-- capacity and exceed max_concurrency together. The lock serialises claims only (each is
+-- one short statement); running jobs, completions and inserts never wait on it.
+CREATE FUNCTION dispatch.claim_jobs(p_worker text, p_limit integer, p_lease_seconds double precision)
+RETURNS TABLE (id bigint, integration_id text, kind text, payload jsonb, attempts integer,
+               max_attempts integer, scheduled_for timestamptz, run_after timestamptz,
+               enqueued_at timestamptz, started_at timestamptz, idempotency_key text,
+               schedule_id bigint, adapter text, config jsonb, secret_name text, circuit text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now timestamptz;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('dispatch.claim_jobs'));
+    v_now := clock_timestamp();
+    RETURN QUERY
+    WITH capacity AS (
+        SELECT i.id AS integration_id,
+               CASE i.circuit WHEN 'closed' THEN i.max_concurrency WHEN 'half_open' THEN 1 ELSE 0 END
+               - (SELECT count(*) FROM dispatch.jobs r
+                   WHERE r.integration_id = i.id AND r.status = 'running')::integer AS free
+        FROM dispatch.integrations i
+        WHERE i.enabled AND i.circuit <> 'open'
+    ),
+    -- Per integration, at most its free capacity, straight off the partial claim index.
+    candidates AS (
+        SELECT q.id, q.priority, q.run_after
+        FROM capacity c
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.priority, j.run_after FROM dispatch.jobs j
+            WHERE j.integration_id = c.integration_id AND j.status = 'queued' AND j.run_after <= v_now
+            ORDER BY j.priority, j.run_after, j.id
+            LIMIT c.free
+        ) q
+        WHERE c.free > 0
+        ORDER BY q.priority, q.run_after, q.id
+        LIMIT p_limit
+    ),
+    -- SKIP LOCKED: a row an operator (or a cancel) holds is skipped, never waited for.
+    locked AS (
+        SELECT j.id FROM dispatch.jobs j
+        WHERE j.id IN (SELECT candidates.id FROM candidates) AND j.status = 'queued'
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE dispatch.jobs j
+       SET status = 'running', started_at = v_now, attempts = j.attempts + 1, worker_id = p_worker,
+           lease_expires_at = v_now + make_interval(secs => p_lease_seconds)
+      FROM locked l, dispatch.integrations i
+     WHERE j.id = l.id AND i.id = j.integration_id
+    RETURNING j.id, j.integration_id, j.kind, j.payload, j.attempts, j.max_attempts, j.scheduled_for,
+              j.run_after, j.enqueued_at, j.started_at, j.idempotency_key, j.schedule_id,
+              i.adapter, i.config, i.secret_name, i.circuit;
+END $$;
+COMMENT ON FUNCTION dispatch.claim_jobs IS 'claim up to p_limit due jobs for p_worker, respecting each integration''s max_concurrency across all workers';
+
+-- Jobs whose lease expired (their worker crashed or lost the database) go back to the
+-- queue, or fail when their attempts are spent. Called by the daemons and by pg_cron.
+CREATE FUNCTION dispatch.rescue_expired_leases() RETURNS integer LANGUAGE sql AS $$
+    WITH expired AS (
+        SELECT id FROM dispatch.jobs
+        WHERE status = 'running' AND lease_expires_at < clock_timestamp()
+        FOR UPDATE SKIP LOCKED
+    ), rescued AS (
+        UPDATE dispatch.jobs j
+           SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END::dispatch.job_status,
+               last_error = format('lease expired at %s on worker %s (the worker crashed, hung or lost the database)',
+                                   j.lease_expires_at, j.worker_id),
+               finished_at = CASE WHEN j.attempts >= j.max_attempts THEN clock_timestamp() END,
+               run_after = CASE WHEN j.attempts >= j.max_attempts THEN j.run_after ELSE clock_timestamp() END,
+               worker_id = CASE WHEN j.attempts >= j.max_attempts THEN j.worker_id END,
+               lease_expires_at = NULL
+          FROM expired e WHERE j.id = e.id
+        RETURNING 1)
+    SELECT count(*)::integer FROM rescued
+$$;
+
 -- ---------------------------------------------------------------- views
 CREATE VIEW dispatch.job_drift AS
 SELECT j.id AS job_id, j.integration_id, j.kind, j.status, j.source, j.schedule_id,

@@ -1,0 +1,159 @@
+"""The composition root: wires settings, the pool, the listener, the worker, the duties and
+the HTTP surface into one asyncio process, and owns its signals.
+
+SIGTERM/SIGINT once: stop claiming, let in-flight jobs finish within the grace period,
+release the rest, exit 0. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from app import __version__, logs
+from app.adapters import registry
+from app.db import query
+from app.execution import Executor, HttpClients
+from app.listener import Listener
+from app.retry import RetryPolicy
+from app.settings import Settings
+from app.worker import DB_ERRORS, Worker, WorkerConfig, with_retry
+
+
+def process_age_ms() -> float | None:
+    """Milliseconds since this process was exec'd (Linux), for the cold-start figure."""
+    try:
+        start_ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))
+        started = boot + start_ticks / os.sysconf("SC_CLK_TCK")
+        return round((time.time() - started) * 1000, 1)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    port: int
+    concurrency: int
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from psycopg_pool import AsyncConnectionPool
+
+        from app.credentials.vault import VaultCredentials
+
+        s = self.settings
+        url = s.require_database_url()
+        kwargs: dict[str, Any] = {"autocommit": True, "application_name": "dispatch-worker"}
+        if not s.dispatch_listen:
+            kwargs["prepare_threshold"] = None  # transaction poolers break prepared statements
+        self.pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            url, min_size=2, max_size=8, open=False, timeout=5.0, kwargs=kwargs, name="dispatch")
+        self.http = HttpClients()
+        self.credentials = VaultCredentials(self.pool, ttl=s.dispatch_credential_ttl)
+        retry = RetryPolicy(base=s.dispatch_retry_base, cap=s.dispatch_retry_cap)
+        self.executor = Executor(registry, self.credentials, self.http, retry=retry,
+                                 default_secret_name=s.vault_secret_name)
+        self.worker = Worker(self.pool, self.executor, WorkerConfig(
+            worker_id=self.worker_id, concurrency=self.concurrency, poll_interval=s.dispatch_poll_interval,
+            lease_seconds=s.dispatch_lease_seconds, retry=retry))
+        self.listener = Listener(s.listen_database_url or url, on_jobs=self.worker.wake, enabled=s.dispatch_listen)
+        self.stop_requested = asyncio.Event()
+        self._signals = 0
+
+    def services(self) -> list[Any]:
+        from app.services import Heartbeat, LeaseKeeper, Rescuer
+
+        self.heartbeat = Heartbeat(self.worker)
+        return [LeaseKeeper(self.worker), Rescuer(self.worker, self.settings.dispatch_rescue_interval), self.heartbeat]
+
+    def http_app(self) -> Any:
+        from app.http import HealthView, build_app
+
+        return build_app(HealthView(self.worker, self.listener))
+
+    async def run(self) -> int:
+        from app.http import make_server
+
+        self._install_signals()
+        server = make_server(self.http_app(), self.settings.dispatch_http_host, self.port)
+        http_task = asyncio.create_task(server.serve(), name="http")
+        await self.pool.open(wait=False)
+        await self._register()
+        self.tasks = [asyncio.create_task(c, name=n) for n, c in [
+            ("listener", self.listener.run()), ("worker", self.worker.run()),
+            *[(svc.name, svc.run()) for svc in self.services()]]]
+        logs.event("daemon.started", worker_id=self.worker_id, port=self.port, concurrency=self.concurrency,
+                   version=__version__, listen=self.settings.dispatch_listen)
+        asyncio.create_task(self._record_cold_start(server), name="cold-start")
+        await self.stop_requested.wait()
+        await self._shutdown(server, http_task)
+        return 0
+
+    async def _register(self) -> None:
+        params = {"id": self.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
+                  "version": __version__, "concurrency": self.concurrency}
+
+        async def write(conn: Any) -> None:
+            await conn.execute(query("register_worker"), params)
+
+        try:
+            await asyncio.wait_for(with_retry(self.pool, self.worker.db, write), 10)
+        except (TimeoutError, *DB_ERRORS):
+            logs.event("daemon.register_deferred", logging.WARNING, error=self.worker.db.error)
+
+    async def _record_cold_start(self, server: Any) -> None:
+        """Cold start = exec until /health would answer 200 (HTTP bound, DB and listener up)."""
+        from app.http import HealthView
+
+        health = HealthView(self.worker, self.listener)
+        while not (server.started and health.report()[0] == 200):
+            await asyncio.sleep(0.002)
+        self.heartbeat.cold_start_ms = process_age_ms()
+        logs.event("daemon.ready", cold_start_ms=self.heartbeat.cold_start_ms)
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            logs.event("daemon.killed", logging.WARNING, signal=signal.Signals(sig).name,
+                       detail="second signal: exiting at once; running jobs' leases will expire")
+            os._exit(1)
+        logs.event("daemon.stopping", signal=signal.Signals(sig).name,
+                   grace_s=self.settings.dispatch_shutdown_grace, in_flight=len(self.worker.inflight))
+        self.stop_requested.set()
+
+    async def _shutdown(self, server: Any, http_task: asyncio.Task[Any]) -> None:
+        await self.worker.drain(self.settings.dispatch_shutdown_grace)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        try:
+            async with self.pool.connection(timeout=2) as conn:
+                await conn.execute(query("worker_stopped"), {"id": self.worker_id})
+        except DB_ERRORS:
+            pass
+        server.should_exit = True
+        await http_task
+        await self.http.aclose()
+        await self.pool.close()
+        logs.event("daemon.stopped", worker_id=self.worker_id)
+
+
+def serve(settings: Settings, port: int | None = None, concurrency: int | None = None) -> int:
+    logs.setup(settings.dispatch_log_level)
+    daemon_port = settings.dispatch_http_port if port is None else port
+    return asyncio.run(Daemon(settings, daemon_port, concurrency or settings.dispatch_concurrency).run())

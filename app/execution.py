@@ -1,0 +1,169 @@
+"""Running one claimed job through its adapter and deciding what happens next.
+
+The executor never raises: whatever the adapter does, it returns an :class:`Outcome`
+(succeeded, retry, park, failed) with a message an operator can act on. A malformed job
+fails that job, never the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from app import logs
+from app.adapters import Registry
+from app.adapters.base import Integration, JobContext
+from app.errors import AuthError, PermanentError, RetryableError
+from app.retry import RetryPolicy
+from app.secret import Secret
+
+if TYPE_CHECKING:
+    import httpx
+
+    from app.worker import ClaimedJob
+
+
+class Credentials(Protocol):
+    async def get(self, integration_id: str, default_name: str | None) -> Secret: ...
+
+    def invalidate(self, integration_id: str) -> None: ...
+
+
+class HealthHook(Protocol):
+    def job_finished(self, integration_id: str, outcome: Outcome) -> None: ...
+
+
+@dataclass
+class Outcome:
+    status: str                       # succeeded | retry | park | failed
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    delay: float = 0.0
+    vendor_fault: bool = False        # the vendor (not the job) failed: counts against health
+
+
+@dataclass
+class Executor:
+    registry: Registry
+    credentials: Credentials
+    http: HttpClients
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    default_secret_name: str | None = None
+    job_timeout: float = 300.0
+    state: dict[str, dict[str, Any]] = field(default_factory=dict)
+    health: HealthHook | None = None
+
+    async def execute(self, job: ClaimedJob) -> Outcome:
+        secret: Secret | None = None
+        try:
+            adapter = self.registry.get(job.adapter)
+            self._validate_config(adapter, job)
+            ctx = await self._context(adapter, job)
+            secret = ctx.credentials
+            outcome = await self._run(adapter, ctx)
+        except PermanentError as exc:
+            outcome = Outcome("failed", error=str(exc))
+        except RetryableError as exc:
+            outcome = self._retry_or_fail(job, str(exc), exc.retry_after, vendor_fault=True)
+        except asyncio.TimeoutError:
+            outcome = self._retry_or_fail(job, f"the job did not finish within {self.job_timeout:g} s", None,
+                                          vendor_fault=True)
+        except Exception as exc:  # noqa: BLE001 — an adapter bug must fail the job, not the daemon
+            logs.event("job.adapter_crashed", logging.ERROR, job_id=job.id, error_type=type(exc).__name__)
+            outcome = self._retry_or_fail(job, f"unexpected {type(exc).__name__}: {exc}", None)
+        outcome.error = redact(outcome.error, secret)
+        if self.health is not None:
+            self.health.job_finished(job.integration_id, outcome)
+        return outcome
+
+    async def _run(self, adapter: Any, ctx: JobContext) -> Outcome:
+        try:
+            result = await asyncio.wait_for(adapter.run(ctx), self.job_timeout)
+        except AuthError:
+            # Credentials may have been rotated: re-read them once and try again.
+            self.credentials.invalidate(ctx.integration.id)
+            ctx.credentials = await self._secret(adapter, ctx.integration)
+            ctx.state.clear()
+            result = await asyncio.wait_for(adapter.run(ctx), self.job_timeout)
+        return Outcome("succeeded", result=result if isinstance(result, dict) else {"value": result})
+
+    def _retry_or_fail(self, job: ClaimedJob, error: str, retry_after: float | None,
+                       vendor_fault: bool = False) -> Outcome:
+        if job.attempts >= job.max_attempts:
+            return Outcome("failed", error=f"{error} (attempt {job.attempts} of {job.max_attempts}; giving up)",
+                           vendor_fault=vendor_fault)
+        delay = self.retry.delay(job.attempts, retry_after)
+        return Outcome("retry", error=error, delay=delay, vendor_fault=vendor_fault)
+
+    def _validate_config(self, adapter: Any, job: ClaimedJob) -> None:
+        model = getattr(adapter, "config_model", None)
+        if model is None:
+            return
+        from pydantic import ValidationError
+
+        try:
+            model.model_validate(job.config)
+        except ValidationError as exc:
+            raise PermanentError(f"integration {job.integration_id!r} has an invalid config: "
+                                 f"{_first_error(exc)}; fix dispatch.integrations.config") from None
+
+    async def _context(self, adapter: Any, job: ClaimedJob) -> JobContext:
+        integration = Integration(job.integration_id, job.adapter, job.config, job.secret_name)
+        return JobContext(
+            job_id=job.id, integration=integration, kind=job.kind, payload=job.payload,
+            idempotency_key=job.idempotency_key, attempt=job.attempts, scheduled_for=job.scheduled_for,
+            credentials=await self._secret(adapter, integration),
+            http=self.http.get() if getattr(adapter, "uses_http", True) else None,  # type: ignore[arg-type]
+            state=self.state.setdefault(job.integration_id, {}),
+        )
+
+    async def _secret(self, adapter: Any, integration: Integration) -> Secret | None:
+        if not getattr(adapter, "uses_credentials", True):
+            return None
+        return await self.credentials.get(integration.id, self.default_secret_name)
+
+
+class HttpClients:
+    """One shared ``httpx.AsyncClient``, created on first use so a daemon that never calls
+    out never imports httpx."""
+
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+
+    def get(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(30.0, connect=10.0),
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                headers={"User-Agent": "integration-dispatch"},
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+
+def _first_error(exc: Any) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "(root)"
+    return f"{loc}: {err.get('msg')}"
+
+
+def redact(text: str | None, secret: Secret | None) -> str | None:
+    """Remove a secret's value (and each string inside a JSON secret) from a message."""
+    if text is None or secret is None:
+        return text
+    values = [secret.reveal()]
+    try:
+        values += [v for v in secret.json().values() if isinstance(v, str)]
+    except ValueError:
+        pass
+    for value in sorted(values, key=len, reverse=True):
+        if len(value) >= 4:
+            text = text.replace(value, "[redacted]")
+    return text

@@ -1,0 +1,300 @@
+"""The poller: wait for work, claim a batch in one statement, run each job, record it.
+
+The loop wakes on a NOTIFY, on a freed slot, at the earliest future ``run_after`` and on the
+poll interval. Claims take up to the free capacity; successes are written in batches by the
+:class:`Completer`; retries and failures are written one by one (they are rare). Every write
+is conditional on ownership: a job whose lease was lost is someone else's now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from app import logs
+from app.db import query
+from app.execution import Executor, Outcome
+from app.retry import RetryPolicy
+
+DB_ERRORS = (psycopg.OperationalError, psycopg.errors.AdminShutdown, OSError)
+
+
+@dataclass
+class ClaimedJob:
+    id: int
+    integration_id: str
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    scheduled_for: datetime
+    run_after: datetime
+    enqueued_at: datetime
+    started_at: datetime
+    idempotency_key: str
+    schedule_id: int | None
+    adapter: str
+    config: dict[str, Any]
+    secret_name: str | None
+    circuit: str
+
+
+@dataclass
+class WorkerConfig:
+    worker_id: str
+    concurrency: int = 10
+    poll_interval: float = 2.0
+    lease_seconds: float = 30.0
+    retry: RetryPolicy = RetryPolicy()
+
+
+class DbState:
+    """What the worker last saw of the database, for /health."""
+
+    def __init__(self) -> None:
+        self.ok = False
+        self.error: str | None = "not connected yet"
+
+    def up(self) -> None:
+        self.ok, self.error = True, None
+
+    def down(self, exc: BaseException) -> None:
+        self.ok, self.error = False, f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+
+
+async def with_retry(pool: AsyncConnectionPool[Any], db: DbState, fn: Callable[[Any], Awaitable[Any]],
+                     give_up: Callable[[], bool] = lambda: False) -> Any:
+    """Run ``fn(conn)`` in a transaction, retrying transient database errors with backoff."""
+    delay = 0.05
+    while True:
+        try:
+            async with pool.connection() as conn:
+                result = await fn(conn)
+            db.up()
+            return result
+        except DB_ERRORS as exc:
+            db.down(exc)
+            if give_up():
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class Completer:
+    """Writes successes in batches: one UPDATE for everything finished since the last write."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any], db: DbState, worker_id: str,
+                 on_done: Callable[[list[int], list[int]], None]) -> None:
+        self._pool, self._db, self._worker_id, self._on_done = pool, db, worker_id, on_done
+        self._pending: list[tuple[int, datetime, Any]] = []
+        self._ready = asyncio.Event()
+
+    def add(self, job_id: int, finished_at: datetime, result: dict[str, Any]) -> None:
+        self._pending.append((job_id, finished_at, Jsonb(result)))
+        self._ready.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._ready.wait()
+            await self.flush()
+
+    async def flush(self) -> None:
+        self._ready.clear()
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        params = {"worker": self._worker_id, "ids": [b[0] for b in batch],
+                  "finished": [b[1] for b in batch], "results": [b[2] for b in batch]}
+
+        async def write(conn: Any) -> set[int]:
+            cur = await conn.execute(query("complete_jobs"), params)
+            return {row[0] for row in await cur.fetchall()}
+
+        written = await with_retry(self._pool, self._db, write)
+        lost = [b[0] for b in batch if b[0] not in written]
+        self._on_done(sorted(written), lost)
+
+
+class Worker:
+    def __init__(self, pool: AsyncConnectionPool[Any], executor: Executor, config: WorkerConfig) -> None:
+        self.pool = pool
+        self.executor = executor
+        self.config = config
+        self.db = DbState()
+        self.inflight: dict[int, asyncio.Task[None] | None] = {}  # None: finished, write pending
+        self.jobs: dict[int, ClaimedJob] = {}
+        self.completer = Completer(pool, self.db, config.worker_id, self._completed)
+        self.stopping = False
+        self._wake = asyncio.Event()
+        self.claimed_total = 0
+
+    # -- the loop
+    def wake(self) -> None:
+        self._wake.set()
+
+    def free(self) -> int:
+        return self.config.concurrency - len(self.inflight)
+
+    async def run(self) -> None:
+        completer = asyncio.create_task(self.completer.run(), name="completer")
+        try:
+            while not self.stopping:
+                self._wake.clear()
+                timeout = await self._step()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            completer.cancel()
+
+    async def _step(self) -> float | None:
+        """Claim what is due; return how long to wait before looking again."""
+        free = self.free()
+        if free <= 0:
+            return None
+        try:
+            claimed = await self._claim(free)
+        except DB_ERRORS as exc:
+            self.db.down(exc)
+            return 0.5
+        except psycopg.Error as exc:  # e.g. a schema older than this code: say so, keep going
+            logs.event("worker.claim_failed", logging.ERROR, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            return self.config.poll_interval
+        if claimed == free:
+            return 0  # maybe more is due: look again at once
+        return await self._until_next_run_after()
+
+    async def _claim(self, limit: int) -> int:
+        params = {"worker": self.config.worker_id, "limit": limit, "lease": self.config.lease_seconds}
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(query("claim_jobs"), params)
+            rows = await cur.fetchall()
+        self.db.up()
+        for row in rows:
+            self._start(ClaimedJob(**row))
+        self.claimed_total += len(rows)
+        return len(rows)
+
+    async def _until_next_run_after(self) -> float:
+        try:
+            async with self.pool.connection() as conn:
+                row = await (await conn.execute(query("next_run_after"))).fetchone()
+        except DB_ERRORS as exc:
+            self.db.down(exc)
+            return 0.5
+        poll = self.config.poll_interval
+        if row is None or row[0] is None:
+            return poll
+        wait = (row[0] - datetime.now(timezone.utc)).total_seconds()
+        return min(poll, max(wait + 0.001, 0.0))
+
+    # -- one job
+    def _start(self, job: ClaimedJob) -> None:
+        self.jobs[job.id] = job
+        self.inflight[job.id] = asyncio.create_task(self._run_job(job), name=f"job-{job.id}")
+        logs.event("job.started", job_id=job.id, integration=job.integration_id, kind=job.kind,
+                   attempt=job.attempts, drift_ms=_ms(job.started_at - job.scheduled_for))
+
+    async def _run_job(self, job: ClaimedJob) -> None:
+        t0 = time.perf_counter()
+        outcome = await self.executor.execute(job)
+        duration_ms = round((time.perf_counter() - t0) * 1000, 2)
+        if outcome.status == "succeeded":
+            self.inflight[job.id] = None
+            self.completer.add(job.id, datetime.now(timezone.utc), outcome.result or {})
+            logs.event("job.succeeded", job_id=job.id, integration=job.integration_id, kind=job.kind,
+                       attempt=job.attempts, duration_ms=duration_ms)
+            return
+        await self._record_failure(job, outcome, duration_ms)
+
+    async def _record_failure(self, job: ClaimedJob, outcome: Outcome, duration_ms: float) -> None:
+        name = {"retry": "retry_job", "park": "retry_job", "failed": "fail_job"}[outcome.status]
+        params = {"id": job.id, "worker": self.config.worker_id, "error": outcome.error,
+                  "delay": outcome.delay, "refund": outcome.status == "park"}
+
+        async def write(conn: Any) -> Any:
+            return await (await conn.execute(query(name), params)).fetchone()
+
+        try:
+            row = await with_retry(self.pool, self.db, write, give_up=lambda: self.stopping)
+        except DB_ERRORS:
+            row = None
+        level = logging.ERROR if outcome.status == "failed" else logging.WARNING
+        logs.event(f"job.{outcome.status}", level, job_id=job.id, integration=job.integration_id,
+                   kind=job.kind, attempt=job.attempts, duration_ms=duration_ms, error=outcome.error,
+                   retry_in_s=round(outcome.delay, 3) if outcome.status != "failed" else None,
+                   ownership_lost=row is None or None)
+        self._forget([job.id])
+
+    def _completed(self, written: list[int], lost: list[int]) -> None:
+        for job_id in lost:
+            logs.event("job.ownership_lost", logging.WARNING, job_id=job_id,
+                       detail="its lease expired before the completion was written; the ledger guards a rerun")
+        self._forget(written + lost)
+
+    def _forget(self, ids: list[int]) -> None:
+        for job_id in ids:
+            self.inflight.pop(job_id, None)
+            self.jobs.pop(job_id, None)
+        self.wake()
+
+    # -- leases and shutdown
+    async def renew_leases(self) -> int:
+        ids = list(self.inflight)
+        if not ids:
+            return 0
+        params = {"ids": ids, "worker": self.config.worker_id, "lease": self.config.lease_seconds}
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(query("renew_leases"), params)).fetchall()
+        kept = {r[0] for r in rows}
+        for job_id in set(ids) - kept:
+            task = self.inflight.get(job_id)
+            if task is not None and job_id in self.inflight:
+                task.cancel()
+                logs.event("job.lease_lost", logging.WARNING, job_id=job_id,
+                           detail="another worker rescued it; this run was cancelled")
+                self._forget([job_id])
+        return len(kept)
+
+    async def drain(self, grace: float) -> None:
+        """Stop claiming, let in-flight jobs finish within ``grace``, release the rest."""
+        self.stopping = True
+        self.wake()
+        tasks = [t for t in self.inflight.values() if t is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        await self.completer.flush()
+        leftover = [job_id for job_id, t in self.inflight.items() if t is not None and not t.done()]
+        for job_id in leftover:
+            task = self.inflight[job_id]
+            if task is not None:
+                task.cancel()
+        if leftover:
+            await self._release(leftover)
+
+    async def _release(self, ids: list[int]) -> None:
+        params = {"ids": ids, "worker": self.config.worker_id,
+                  "reason": "released at shutdown before it finished; the attempt was not counted"}
+        try:
+            async with self.pool.connection() as conn:
+                await conn.execute(query("release_jobs"), params)
+            logs.event("jobs.released", count=len(ids), job_ids=ids)
+        except DB_ERRORS as exc:
+            logs.event("jobs.release_failed", logging.ERROR, count=len(ids), error=str(exc)[:200],
+                       detail="their leases will expire and they will be retried")
+        self._forget(ids)
+
+
+def _ms(delta: Any) -> float:
+    return round(delta.total_seconds() * 1000, 2)

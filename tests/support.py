@@ -1,0 +1,112 @@
+"""Test helpers shared by the tiers: waiting on conditions and the daemon as a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from app.localdb import ROOT, free_port
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.02,
+             message: str = "condition") -> T:
+    """Poll ``condition`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+class DaemonProcess:
+    """``integration-dispatch serve`` as a real subprocess, its logs in a file."""
+
+    def __init__(self, database_url: str, log_dir: Path, concurrency: int = 10, **env: Any) -> None:
+        self.port = free_port()
+        self.log_path = log_dir / f"daemon-{self.port}.log"
+        self.env = {**os.environ, "DATABASE_URL": database_url, "DISPATCH_LOG_LEVEL": "INFO",
+                    "DISPATCH_POLL_INTERVAL": "1", **{k.upper(): str(v) for k, v in env.items()}}
+        self.concurrency = concurrency
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True) -> DaemonProcess:
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--port", str(self.port), "--concurrency", str(self.concurrency)],
+            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        if wait:
+            self.wait_healthy()
+        return self
+
+    def health(self) -> httpx.Response | None:
+        try:
+            return httpx.get(self.url + "/health", timeout=1)
+        except httpx.HTTPError:
+            return None
+
+    def wait_healthy(self, timeout: float = 20) -> None:
+        def ok() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, f"daemon exited:\n{self.logs()[-3000:]}"
+            r = self.health()
+            return r is not None and r.status_code == 200
+
+        wait_for(ok, timeout, message="daemon /health 200")
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.close()
+
+    def close(self) -> None:
+        log = getattr(self, "_log", None)
+        if log is not None and not log.closed:
+            log.close()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for line in self.logs().splitlines():
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if name is None or data.get("event") == name:
+                out.append(data)
+        return out
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
