@@ -74,7 +74,7 @@ def _redact_url(url: str) -> str:
 
 
 # -- parser
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="integration-dispatch",
                                      description="Postgres-centric scheduler and dispatcher for accounting syncs and exports.")
     parser.add_argument("--database-url", help="database to use (default: DATABASE_URL, else the local cluster)")
@@ -96,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_adapters)
 
-    for register in _extensions():
-        register(sub)
+    if extensions:
+        for register in _extensions():
+            register(sub)
     return parser
 
 
@@ -109,7 +110,9 @@ def _extensions() -> list[Callable[[Any], None]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    # `serve` is the cold-start path: skip importing the operator commands.
+    parser = build_parser(extensions="serve" not in argv[:3])
     args = parser.parse_args(argv)
     handler: Handler = args.func
     try:

@@ -27,6 +27,7 @@ from app.db import query
 from app.execution import Executor, Outcome
 from app.retry import RetryPolicy
 
+FETCH_COOLDOWN = 0.002  # seconds a nearly-full worker waits for more slots before claiming
 DB_ERRORS = (psycopg.OperationalError, psycopg.errors.AdminShutdown, OSError)
 
 
@@ -99,6 +100,7 @@ class Completer:
         self._pool, self._db, self._worker_id, self._on_done = pool, db, worker_id, on_done
         self._pending: list[tuple[int, datetime, Any]] = []
         self._ready = asyncio.Event()
+        self._lock = asyncio.Lock()  # one write at a time; a final flush waits for the current one
 
     def add(self, job_id: int, finished_at: datetime, result: dict[str, Any]) -> None:
         self._pending.append((job_id, finished_at, Jsonb(result)))
@@ -110,10 +112,13 @@ class Completer:
             await self.flush()
 
     async def flush(self) -> None:
-        self._ready.clear()
-        batch, self._pending = self._pending, []
-        if not batch:
-            return
+        async with self._lock:
+            self._ready.clear()
+            batch, self._pending = self._pending, []
+            if batch:
+                await self._write(batch)
+
+    async def _write(self, batch: list[tuple[int, datetime, Any]]) -> None:
         params = {"worker": self._worker_id, "ids": [b[0] for b in batch],
                   "finished": [b[1] for b in batch], "results": [b[2] for b in batch]}
 
@@ -132,11 +137,15 @@ class Worker:
         self.executor = executor
         self.config = config
         self.db = DbState()
-        self.inflight: dict[int, asyncio.Task[None] | None] = {}  # None: finished, write pending
+        self.inflight: dict[int, asyncio.Task[None]] = {}  # executing now
+        # Finished, success not yet written: still 'running' in the database (the lease keeper
+        # renews them) but no longer using a local slot, so claims overlap with writes.
+        self.unflushed: set[int] = set()
         self.jobs: dict[int, ClaimedJob] = {}
         self.completer = Completer(pool, self.db, config.worker_id, self._completed)
         self.stopping = False
         self._wake = asyncio.Event()
+        self._min_batch = max(1, config.concurrency // 4)
         self.claimed_total = 0
 
     # -- the loop
@@ -147,15 +156,16 @@ class Worker:
         return self.config.concurrency - len(self.inflight)
 
     async def run(self) -> None:
-        completer = asyncio.create_task(self.completer.run(), name="completer")
-        try:
-            while not self.stopping:
-                self._wake.clear()
-                timeout = await self._step()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-        finally:
-            completer.cancel()
+        # The completer outlives the loop: drain() flushes and stops it.
+        self._completer_task = asyncio.create_task(self.completer.run(), name="completer")
+        while not self.stopping:
+            if self.inflight and 0 < self.free() < self._min_batch:
+                # Claims are serialised across daemons: take slots in batches, not one by one.
+                await asyncio.sleep(FETCH_COOLDOWN)
+            self._wake.clear()
+            timeout = await self._step()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _step(self) -> float | None:
         """Claim what is due; return how long to wait before looking again."""
@@ -211,7 +221,9 @@ class Worker:
         outcome = await self.executor.execute(job)
         duration_ms = round((time.perf_counter() - t0) * 1000, 2)
         if outcome.status == "succeeded":
-            self.inflight[job.id] = None
+            del self.inflight[job.id]
+            self.unflushed.add(job.id)
+            self.wake()
             self.completer.add(job.id, datetime.now(timezone.utc), outcome.result or {})
             logs.event("job.succeeded", job_id=job.id, integration=job.integration_id, kind=job.kind,
                        attempt=job.attempts, duration_ms=duration_ms)
@@ -246,12 +258,13 @@ class Worker:
     def _forget(self, ids: list[int]) -> None:
         for job_id in ids:
             self.inflight.pop(job_id, None)
+            self.unflushed.discard(job_id)
             self.jobs.pop(job_id, None)
         self.wake()
 
     # -- leases and shutdown
     async def renew_leases(self) -> int:
-        ids = list(self.inflight)
+        ids = [*self.inflight, *self.unflushed]
         if not ids:
             return 0
         params = {"ids": ids, "worker": self.config.worker_id, "lease": self.config.lease_seconds}
@@ -260,7 +273,7 @@ class Worker:
         kept = {r[0] for r in rows}
         for job_id in set(ids) - kept:
             task = self.inflight.get(job_id)
-            if task is not None and job_id in self.inflight:
+            if task is not None:
                 task.cancel()
                 logs.event("job.lease_lost", logging.WARNING, job_id=job_id,
                            detail="another worker rescued it; this run was cancelled")
@@ -271,15 +284,16 @@ class Worker:
         """Stop claiming, let in-flight jobs finish within ``grace``, release the rest."""
         self.stopping = True
         self.wake()
-        tasks = [t for t in self.inflight.values() if t is not None]
+        tasks = list(self.inflight.values())
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
-        await self.completer.flush()
-        leftover = [job_id for job_id, t in self.inflight.items() if t is not None and not t.done()]
+        leftover = [job_id for job_id, t in self.inflight.items() if not t.done()]
         for job_id in leftover:
-            task = self.inflight[job_id]
-            if task is not None:
-                task.cancel()
+            self.inflight[job_id].cancel()
+        await self.completer.flush()
+        completer = getattr(self, "_completer_task", None)
+        if completer is not None:
+            completer.cancel()
         if leftover:
             await self._release(leftover)
 

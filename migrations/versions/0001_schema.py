@@ -270,33 +270,32 @@ END $$;
 CREATE TRIGGER jobs_notify AFTER INSERT ON dispatch.jobs
     FOR EACH STATEMENT EXECUTE FUNCTION dispatch.jobs_notify();
 
--- Terminal transitions update the ledger and raise job_failed alerts, set-based per statement
--- so batched completions pay once.
-CREATE FUNCTION dispatch.jobs_after_update() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Transitions into or out of a terminal state keep the ledger and the job_failed alerts
+-- in step. A row trigger with a WHEN clause, so claims and retries (the hot path) never
+-- fire it; only finishing (and an operator's requeue) does.
+CREATE FUNCTION dispatch.jobs_terminal() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE dispatch.idempotency_keys k
-       SET state = CASE WHEN n.status IN ('queued', 'running') THEN 'pending' ELSE n.status::text END,
-           updated_at = now(),
-           result = CASE WHEN n.status = 'succeeded' THEN n.result ELSE k.result END
-      FROM new_rows n JOIN old_rows o ON o.id = n.id
-     WHERE k.key = n.idempotency_key AND n.status IS DISTINCT FROM o.status
-       AND k.state IS DISTINCT FROM (CASE WHEN n.status IN ('queued', 'running') THEN 'pending' ELSE n.status::text END);
-    PERFORM dispatch.raise_alert('job_failed', 'job:' || n.id,
-                format('job %s (%s %s) failed after %s attempt(s): %s',
-                       n.id, n.integration_id, n.kind, n.attempts, coalesce(n.last_error, 'no error recorded')),
-                jsonb_build_object('attempts', n.attempts, 'scheduled_for', n.scheduled_for),
-                n.integration_id, n.id, n.schedule_id)
-      FROM new_rows n JOIN old_rows o ON o.id = n.id
-     WHERE n.status = 'failed' AND o.status <> 'failed';
-    UPDATE dispatch.alerts a SET resolved_at = now()
-      FROM new_rows n JOIN old_rows o ON o.id = n.id
-     WHERE a.kind = 'job_failed' AND a.subject = 'job:' || n.id AND a.resolved_at IS NULL
-       AND o.status = 'failed' AND n.status <> 'failed';
+    UPDATE dispatch.idempotency_keys
+       SET state = CASE WHEN NEW.status IN ('queued', 'running') THEN 'pending' ELSE NEW.status::text END,
+           result = CASE WHEN NEW.status = 'succeeded' THEN NEW.result ELSE result END,
+           updated_at = now()
+     WHERE key = NEW.idempotency_key;
+    IF NEW.status = 'failed' THEN
+        PERFORM dispatch.raise_alert('job_failed', 'job:' || NEW.id,
+            format('job %s (%s %s) failed after %s attempt(s): %s', NEW.id, NEW.integration_id, NEW.kind,
+                   NEW.attempts, coalesce(NEW.last_error, 'no error recorded')),
+            jsonb_build_object('attempts', NEW.attempts, 'scheduled_for', NEW.scheduled_for),
+            NEW.integration_id, NEW.id, NEW.schedule_id);
+    ELSIF OLD.status = 'failed' THEN
+        PERFORM dispatch.resolve_alert('job_failed', 'job:' || NEW.id);
+    END IF;
     RETURN NULL;
 END $$;
-CREATE TRIGGER jobs_after_update AFTER UPDATE ON dispatch.jobs
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION dispatch.jobs_after_update();
+CREATE TRIGGER jobs_terminal AFTER UPDATE OF status ON dispatch.jobs
+    FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status
+          AND (NEW.status IN ('succeeded', 'failed', 'cancelled') OR OLD.status IN ('succeeded', 'failed', 'cancelled')))
+    EXECUTE FUNCTION dispatch.jobs_terminal();
 
 CREATE FUNCTION dispatch.touch_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -157,3 +157,35 @@ def test_bad_jobs__fail_alone_and_the_loop_keeps_running(
     errors: dict[Any, Any] = dict(conn.execute("SELECT id, last_error FROM dispatch.jobs").fetchall())
     assert "no adapter named 'no_such_adapter'" in errors[bad]
     assert "fail permanently" in errors[boom]
+
+
+def test_postgres_restart__nothing_lost_and_the_daemon_recovers(
+        conn: psycopg.Connection, db_url: str, pg_cluster: Any, integration: str,
+        daemon_factory: Callable[..., DaemonProcess]) -> None:
+    conn.execute("UPDATE dispatch.integrations SET max_concurrency = 10")
+    daemon = daemon_factory(concurrency=5)
+    _insert(conn, 150, '{"sleep_ms": 20}')
+    wait_for(lambda: conn.execute("SELECT count(*) >= 20 FROM dispatch.jobs WHERE status = 'succeeded'")
+             .fetchone() == (True,), 20, message="some progress")
+    conn.close()
+    pg_cluster.restart()
+    with psycopg.connect(db_url, autocommit=True) as again:
+        wait_for(_all_done(again), 90, message="all jobs succeeded after the restart")
+        assert again.execute("SELECT count(*), count(DISTINCT key) FROM dispatch.idempotency_keys "
+                             "WHERE state = 'succeeded'").fetchone() == (150, 150)
+    wait_for(lambda: (r := daemon.health()) is not None and r.status_code == 200, 30, message="healthy again")
+    assert daemon.events("listener.disconnected"), "the listener noticed the restart"
+
+
+def test_health__503_with_the_reason_while_the_database_is_away(
+        db_url: str, pg_cluster: Any, integration: str, daemon_factory: Callable[..., DaemonProcess]) -> None:
+    daemon = daemon_factory()
+    pg_cluster.stop()
+    try:
+        def unavailable() -> bool:
+            r = daemon.health()
+            return r is not None and r.status_code == 503 and "listener disconnected" in " ".join(r.json()["reasons"])
+        wait_for(unavailable, 30, message="/health 503")
+    finally:
+        pg_cluster.ensure()
+    daemon.wait_healthy(30)

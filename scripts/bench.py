@@ -1,0 +1,259 @@
+"""Benchmarks of integration-dispatch (not tests): prints JSON and a small table.
+
+    scripts/bench                 # everything
+    scripts/bench drain pickup    # some of: drain pickup cold_start precision tick claim
+
+Runs on its own throwaway cluster under .local/pg/bench (durable settings, as in
+production), the daemon as a real process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.localdb import LOCAL_DIR, LocalCluster, free_port  # noqa: E402
+from app.migrate import upgrade  # noqa: E402
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+class Bench:
+    def __init__(self) -> None:
+        self.cluster = LocalCluster(LOCAL_DIR / "bench", cron_database="postgres")
+        self.cluster.ensure()
+        self.admin = self.cluster.url("postgres")
+
+    def fresh_db(self, name: str = "bench") -> str:
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = self.cluster.url(name)
+        upgrade(url, pg_cron=False)
+        return url
+
+    @contextmanager
+    def daemon(self, url: str, concurrency: int, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--port", str(port), "--concurrency", str(concurrency)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "DATABASE_URL": url, "DISPATCH_LOG_LEVEL": env.pop("log", "WARNING"), **env})
+        try:
+            wait_healthy(port, proc)
+            yield proc
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> float:
+    t0 = time.perf_counter()
+    with httpx.Client() as client:
+        while time.perf_counter() - t0 < timeout:
+            if proc.poll() is not None:
+                raise SystemExit("daemon exited during start")
+            try:
+                if client.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
+                    return time.perf_counter() - t0
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.001)
+    raise SystemExit("daemon never became healthy")
+
+
+def wait_until(check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit("benchmark timed out")
+        time.sleep(0.01)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+# -- benchmarks
+def bench_drain(b: Bench, jobs: int = 20_000) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for concurrency in (10, 50):
+        url = b.fresh_db()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('bench', 'noop', 1000)")
+            conn.execute("INSERT INTO dispatch.jobs (integration_id, kind) "
+                         "SELECT 'bench', 'sync' FROM generate_series(1, %s)", [jobs])
+            conn.execute("ANALYZE dispatch.jobs")
+            with b.daemon(url, concurrency) as proc:
+                wait_until(lambda: conn.execute("SELECT count(*) FROM dispatch.jobs WHERE status = 'succeeded'")
+                           .fetchone() == (jobs,), 300)
+                rss = peak_rss_mb(proc.pid)
+            span = conn.execute("SELECT extract(epoch FROM max(finished_at) - min(started_at)) "
+                                "FROM dispatch.jobs").fetchone()
+        seconds = float(span[0]) if span else float("nan")
+        out[f"concurrency_{concurrency}"] = {"jobs": jobs, "seconds": round(seconds, 2),
+                                            "jobs_per_s": round(jobs / seconds), "peak_rss_mb": rss}
+    return out
+
+
+def bench_pickup(b: Bench, count: int = 300, rate: float = 20.0) -> dict[str, Any]:
+    url = b.fresh_db()
+    with psycopg.connect(url, autocommit=True) as conn, b.daemon(url, 10):
+        conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('bench', 'noop', 100)")
+        committed: dict[int, float] = {}
+        for _ in range(count):
+            row = conn.execute("INSERT INTO dispatch.jobs (integration_id, kind) VALUES ('bench', 'sync') RETURNING id")
+            committed[row.fetchone()[0]] = time.time()  # type: ignore[index]
+            time.sleep(1 / rate)
+        wait_until(lambda: conn.execute("SELECT count(*) FROM dispatch.jobs WHERE started_at IS NULL")
+                   .fetchone() == (0,), 30)
+        started = dict(conn.execute("SELECT id, extract(epoch FROM started_at) FROM dispatch.jobs").fetchall())
+    lat = [(float(started[i]) - t) * 1000 for i, t in committed.items()]
+    return _dist(lat, "ms")
+
+
+def bench_cold_start(b: Bench, runs: int = 5) -> dict[str, Any]:
+    url = b.fresh_db()
+    times = []
+    for _ in range(runs):
+        port = free_port()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=ROOT,
+                                env={**os.environ, "DATABASE_URL": url, "DISPATCH_LOG_LEVEL": "WARNING"},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_healthy(port, proc)
+        times.append((time.perf_counter() - t0) * 1000)
+        proc.terminate()
+        proc.wait(30)
+    return {"median_ms": round(statistics.median(times), 1), "runs_ms": [round(t, 1) for t in times]}
+
+
+def bench_precision(b: Bench, schedules: int = 100, minutes: int = 2) -> dict[str, Any]:
+    """Slots of `* * * * *` schedules, inserted ahead by the tick's lookahead; started_at - slot."""
+    url = b.fresh_db()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('bench', 'noop', 1000)")
+        conn.execute("INSERT INTO dispatch.schedules (integration_id, kind, cron) "
+                     "SELECT 'bench', 'sync', '* * * * *' FROM generate_series(1, %s)", [schedules])
+        with b.daemon(url, schedules):
+            end = time.time() + minutes * 60 + 5
+            while time.time() < end:  # stands in for pg_cron: a tick every 30 s
+                conn.execute("SELECT dispatch.tick()")
+                time.sleep(30 - time.time() % 30)
+            wait_until(lambda: conn.execute("SELECT count(*) FROM dispatch.jobs WHERE status <> 'succeeded' "
+                                            "AND scheduled_for < now()").fetchone() == (0,), 30)
+            rows = conn.execute("SELECT extract(epoch FROM started_at - scheduled_for) * 1000 FROM dispatch.jobs "
+                                "WHERE started_at IS NOT NULL").fetchall()
+    return _dist([float(r[0]) for r in rows], "ms")
+
+
+def bench_tick(b: Bench) -> dict[str, Any]:
+    out = {}
+    for total in (10_000, 100_000):
+        url = b.fresh_db()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('bench', 'noop', 10)")
+            # 1,000 due within the lookahead, the rest next year: the tick must not touch those.
+            conn.execute("""INSERT INTO dispatch.schedules (integration_id, kind, cron, next_slot)
+                SELECT 'bench', 'sync', '0 0 1 1 *', CASE WHEN g <= 1000 THEN now() + interval '30 s'
+                       ELSE now() + interval '300 days' END FROM generate_series(1, %s) g""", [total])
+            conn.execute("ANALYZE dispatch.schedules")
+            t0 = time.perf_counter()
+            inserted = conn.execute("SELECT dispatch.tick()").fetchone()
+            ms = (time.perf_counter() - t0) * 1000
+        out[f"schedules_{total}"] = {"due": 1000, "inserted": inserted[0] if inserted else None, "ms": round(ms, 1)}
+    return out
+
+
+def bench_claim(b: Bench, finished: int = 1_000_000) -> dict[str, Any]:
+    url = b.fresh_db()
+    out: dict[str, Any] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('bench', 'noop', 1000)")
+        out["empty_history_ms"] = _claim_cost(conn)
+        conn.execute("ALTER TABLE dispatch.jobs DISABLE TRIGGER USER")  # bulk history, no ledger churn
+        conn.execute("""INSERT INTO dispatch.jobs (integration_id, kind, status, scheduled_for, run_after,
+                            started_at, finished_at, attempts, idempotency_key)
+                        SELECT 'bench', 'sync', 'succeeded', now() - interval '1 day', now() - interval '1 day',
+                               now() - interval '1 day', now() - interval '1 day', 1, 'hist:' || g
+                        FROM generate_series(1, %s) g""", [finished])
+        conn.execute("ALTER TABLE dispatch.jobs ENABLE TRIGGER USER")
+        conn.execute("VACUUM ANALYZE dispatch.jobs")
+        out[f"with_{finished}_finished_ms"] = _claim_cost(conn)
+        plan = conn.execute("EXPLAIN SELECT j.id FROM dispatch.jobs j WHERE j.integration_id = 'bench' "
+                            "AND j.status = 'queued' AND j.run_after <= now() "
+                            "ORDER BY j.priority, j.run_after, j.id LIMIT 50").fetchall()
+        out["plan"] = [r[0] for r in plan]
+    return out
+
+
+def _claim_cost(conn: psycopg.Connection[Any], rounds: int = 50) -> float:
+    times = []
+    for _ in range(rounds):
+        conn.execute("INSERT INTO dispatch.jobs (integration_id, kind) SELECT 'bench', 'sync' FROM generate_series(1, 50)")
+        t0 = time.perf_counter()
+        conn.execute("SELECT count(*) FROM dispatch.claim_jobs('bench-worker', 50, 30)")
+        times.append((time.perf_counter() - t0) * 1000)
+        conn.execute("UPDATE dispatch.jobs SET status = 'succeeded', finished_at = now() WHERE status = 'running'")
+    return round(statistics.median(times), 3)
+
+
+def _dist(values: list[float], unit: str) -> dict[str, Any]:
+    return {"n": len(values), "unit": unit, **{f"p{p}": round(percentile(values, p), 2) for p in (50, 95, 99)},
+            "max": round(max(values), 2)}
+
+
+BENCHES: dict[str, Callable[[Bench], dict[str, Any]]] = {
+    "drain": bench_drain, "pickup": bench_pickup, "cold_start": bench_cold_start,
+    "tick": bench_tick, "claim": bench_claim, "precision": bench_precision,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", default=[], metavar="NAME",
+                        help=f"benchmarks to run (default: all of {', '.join(BENCHES)})")
+    parser.add_argument("--json-out", type=Path, help="also write the results to this file")
+    args = parser.parse_args()
+    unknown = set(args.names) - set(BENCHES)
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(sorted(unknown))}; choose from {', '.join(BENCHES)}")
+    b = Bench()
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                           "platform": platform.platform()}}
+    for name in args.names or list(BENCHES):
+        print(f"running {name} ...", file=sys.stderr)
+        results[name] = BENCHES[name](b)
+        print(f"  {name}: {json.dumps(results[name])[:300]}", file=sys.stderr)
+    print(json.dumps(results, indent=2))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
