@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import BaseModel, Field, HttpUrl
 
+from app.adapters._vendor_http import parse_retry_after
 from app.adapters.base import JobContext, ProbeContext
 from app.errors import PermanentError, RetryableError
 
@@ -24,22 +24,6 @@ from app.errors import PermanentError, RetryableError
 class WebhookConfig(BaseModel):
     url: HttpUrl
     timeout_seconds: float = Field(30.0, gt=0, le=300)
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """``Retry-After`` as seconds, from either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        from datetime import datetime, timezone
-
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 class WebhookAdapter:
@@ -71,7 +55,7 @@ class WebhookAdapter:
             return {"status": status}
         if status in (408, 429) or status >= 500:
             raise RetryableError(f"webhook answered {status}",
-                                 retry_after=retry_after_seconds(response.headers.get("Retry-After")))
+                                 retry_after=parse_retry_after(response.headers.get("Retry-After")))
         raise PermanentError(f"webhook refused the job with HTTP {status}: {response.text[:200]}")
 
     async def probe(self, ctx: ProbeContext) -> None:

@@ -1,0 +1,218 @@
+"""Xledger over GraphQL (reference/vendor-apis.md §1).
+
+Exports go in as GL import items (``addGLImportItems``), one voucher per job, all lines in
+one mutation, tagged with ``extIdentifier`` = the job's external reference; a lookup by that
+reference runs first, so a rescued job never imports twice. Syncs page ``transactions``
+changed since a cursor. Every request is billed, so health is passive by default and
+``warm_up`` sends nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, ClassVar
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.adapters._vendor_http import (
+    ExportPayload,
+    SyncPayload,
+    credentials_json,
+    external_reference,
+    json_body,
+    send,
+    status_error,
+    timeout,
+    validate,
+)
+from app.adapters.base import JobContext, ProbeContext
+from app.errors import AuthError, DispatchError, PermanentError, RetryableError
+
+VENDOR = "Xledger"
+# modifiedAt is stored in CET; the vendor's own sample re-reads 15 minutes for safety (§1.5).
+XLEDGER_TZ = ZoneInfo("CET")
+SINCE_MARGIN = timedelta(minutes=15)
+ERR_BURST = "BAD_REQUEST.BURST_RATE_LIMIT_REACHED"
+ERR_CONCURRENCY = "BAD_REQUEST.CONCURRENCY_LIMIT_REACHED"
+ERR_CREDITS = "BAD_REQUEST.INSUFFICIENT_CREDITS"
+#: The waits Xledger's own sample client uses for its limit codes (§1.3).
+LIMIT_WAITS = {ERR_BURST: 5.0, ERR_CONCURRENCY: 1.0, ERR_CREDITS: 20 * 60.0}
+AUTH_CODES = frozenset({"UNAUTHENTICATED", "UNAUTHORIZED", "FORBIDDEN"})
+
+PROBE = "query { __typename }"
+LOOKUP = """query ($refs: [String!]) {
+  glImportItems(first: 500, filter: { extIdentifier_in: $refs }) { edges { node { dbId } } }
+  transactions(first: 500, filter: { extIdentifier_in: $refs }) { edges { node { dbId } } }
+}"""
+IMPORT = """mutation ($inputs: [AddGLImportItemsInput!]!) {
+  addGLImportItems(inputs: $inputs) { edges { clientId node { dbId } } }
+}"""
+_SYNC_FIELDS = "edges { cursor node { dbId modifiedAt } } pageInfo { hasNextPage }"
+SYNC_ALL = f"""query ($first: Int!, $after: String) {{
+  transactions(first: $first, after: $after) {{ {_SYNC_FIELDS} }}
+}}"""
+SYNC_SINCE = f"""query ($first: Int!, $after: String, $since: DateTimeString) {{
+  transactions(first: $first, after: $after, filter: {{ modifiedAt_gte: $since }}) {{
+    {_SYNC_FIELDS} }}
+}}"""
+
+
+class XledgerConfig(BaseModel):
+    """``integrations.config`` for Xledger. The token lives in the vault: {"token": "..."}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: https://www.xledger.net (live) or https://demo.xledger.net (demo); /graphql is added.
+    base_url: str = "https://www.xledger.net"
+    page_size: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    transaction_source: Annotated[str, Field(min_length=1, max_length=20)] = "GL"
+    timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
+
+
+Context = JobContext | ProbeContext
+
+
+class XledgerAdapter:
+    name: ClassVar[str] = "xledger"
+    config_model: ClassVar[type[BaseModel] | None] = XledgerConfig
+    # Billed per request (5,000/month included): judge health from real jobs.
+    default_health_mode: ClassVar[str] = "passive"
+
+    async def run(self, ctx: JobContext) -> dict[str, Any]:
+        if ctx.kind == "export":
+            return await self._export(ctx, validate(ExportPayload, ctx.payload, "export payload"))
+        if ctx.kind == "sync":
+            return await self._sync(ctx, validate(SyncPayload, ctx.payload, "sync payload"))
+        raise PermanentError(f"Xledger adapter has no job kind {ctx.kind!r} (export, sync)")
+
+    async def probe(self, ctx: ProbeContext) -> None:
+        await self._graphql(ctx, PROBE, {}, what="the health probe", write=False)
+
+    async def warm_up(self, ctx: ProbeContext) -> None:
+        # Any request is billed and tokens never expire: only check what we hold.
+        _config(ctx)
+        credentials_json(ctx.credentials, VENDOR, ("token",))
+
+    # -- export --------------------------------------------------------------------------
+    async def _export(self, ctx: JobContext, payload: ExportPayload) -> dict[str, Any]:
+        ref = external_reference(ctx.idempotency_key)
+        existing = await self._lookup(ctx, ref)
+        result = {"external_reference": ref, "lines": len(payload.lines)}
+        if existing:
+            return {**result, "already_exported": True, "db_ids": existing}
+        inputs = _import_inputs(payload, ref, _config(ctx).transaction_source)
+        data = await self._graphql(ctx, IMPORT, {"inputs": inputs}, what="the GL import",
+                                   write=True)
+        db_ids = [edge["node"]["dbId"] for edge in data["addGLImportItems"]["edges"]]
+        return {**result, "already_exported": False, "db_ids": db_ids}
+
+    async def _lookup(self, ctx: JobContext, ref: str) -> list[int]:
+        """dbIds already imported (staging) or posted under this reference."""
+        data = await self._graphql(ctx, LOOKUP, {"refs": [ref]}, what="the lookup", write=False)
+        found: list[int] = []
+        for field in ("glImportItems", "transactions"):
+            found += [e["node"]["dbId"] for e in (data.get(field) or {}).get("edges", [])]
+        return sorted(set(found))
+
+    # -- sync ----------------------------------------------------------------------------
+    async def _sync(self, ctx: JobContext, payload: SyncPayload) -> dict[str, Any]:
+        since = payload.since_utc()
+        variables: dict[str, Any] = {"first": payload.page_size or _config(ctx).page_size}
+        if since is not None:
+            variables["since"] = _to_cet(since - SINCE_MARGIN)
+        query = SYNC_ALL if since is None else SYNC_SINCE
+        records, pages, newest = 0, 0, None
+        while True:
+            data = await self._graphql(ctx, query, variables, what="the sync", write=False)
+            page = data["transactions"]
+            records, pages = records + len(page["edges"]), pages + 1
+            newest = max([newest or "", *(e["node"]["modifiedAt"] for e in page["edges"])])
+            if not page["pageInfo"]["hasNextPage"] or not page["edges"]:
+                break
+            # Clients take the last edge's cursor; pageInfo.endCursor is not relied on (§1.5).
+            variables["after"] = page["edges"][-1]["cursor"]
+        cursor = _from_cet(newest) if newest else (since.isoformat() if since else None)
+        return {"entity": "transactions", "records": records, "pages": pages, "cursor": cursor}
+
+    # -- the GraphQL call ------------------------------------------------------------------
+    async def _graphql(
+        self, ctx: Context, query: str, variables: dict[str, Any], *, what: str, write: bool
+    ) -> dict[str, Any]:
+        config = _config(ctx)
+        token = credentials_json(ctx.credentials, VENDOR, ("token",))["token"]
+        response = await send(
+            ctx.http, "POST", config.base_url.rstrip("/") + "/graphql", vendor=VENDOR,
+            write=write, json={"query": query, "variables": variables},
+            headers={"Authorization": f"token {token}", "Accept": "application/json"},
+            timeout=timeout(config.timeout_seconds),
+        )
+        body = json_body(response)
+        # Xledger reports errors in the body, usually with HTTP 200: read them first (§1.3).
+        if isinstance(body, dict) and body.get("errors"):
+            raise graphql_error(body["errors"][0], what)
+        error = status_error(VENDOR, response, what)
+        if error is not None:
+            raise error
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, dict):
+            raise RetryableError(f"Xledger answered {what} without data")
+        return data
+
+
+def graphql_error(error: dict[str, Any], what: str) -> DispatchError:
+    """Xledger's error → what the daemon should do. The code sits at the top level (§1.3)."""
+    extensions = error.get("extensions") or {}
+    code = str(error.get("code") or extensions.get("code") or "")
+    message = str(error.get("message") or "unknown error")
+    if code in LIMIT_WAITS:
+        wait = _until(extensions.get("resetAt")) if code == ERR_CREDITS else None
+        retry_after = wait if wait is not None else LIMIT_WAITS[code]
+        return RetryableError(f"Xledger limit reached ({code}) during {what}", retry_after)
+    if "timed out" in message.lower():
+        return RetryableError(f"Xledger timed out during {what}")
+    if code in AUTH_CODES or "api token" in message.lower():
+        return AuthError(f"Xledger refused the API token: {message}")
+    return PermanentError(f"Xledger rejected {what}: {message}")
+
+
+def _until(reset_at: Any) -> float | None:
+    """Seconds until ``resetAt``; a time without offset is read as CET, like modifiedAt."""
+    try:
+        when = datetime.fromisoformat(str(reset_at))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=XLEDGER_TZ)
+    return max((when - datetime.now(UTC)).total_seconds(), 1.0)
+
+
+def _import_inputs(payload: ExportPayload, ref: str, source: str) -> list[dict[str, Any]]:
+    """All lines of the voucher in one mutation, grouped by one trRegNumber."""
+    posted = payload.posting_date.isoformat()
+    tr_reg_number = int(ref[-7:], 16)  # deterministic, so a resend groups the same way
+    return [
+        {"clientId": str(i), "node": {
+            "trRegNumber": tr_reg_number, "postedDate": posted, "invoiceDate": posted,
+            "transactionSource": {"code": source}, "account": {"code": line.account},
+            "amount": f"{line.amount:.2f}", "invoiceAmount": f"{line.amount:.2f}",
+            "text": line.description or payload.description, "invoiceNumber": ref,
+            "extIdentifier": ref,
+        }}
+        for i, line in enumerate(payload.lines)
+    ]
+
+
+def _config(ctx: Context) -> XledgerConfig:
+    return validate(XledgerConfig, ctx.integration.config, "Xledger integration config")
+
+
+def _to_cet(instant: datetime) -> str:
+    return instant.astimezone(XLEDGER_TZ).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _from_cet(value: str) -> str:
+    local = datetime.fromisoformat(value)
+    if local.tzinfo is None:
+        local = local.replace(tzinfo=XLEDGER_TZ)
+    return local.astimezone(UTC).isoformat().replace("+00:00", "Z")
