@@ -63,6 +63,12 @@ def cmd_adapters(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dev(args: argparse.Namespace) -> int:
+    from app.dev import run
+
+    return run(minutes=args.minutes)
+
+
 def _redact_url(url: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
 
@@ -95,6 +101,10 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=["list"], default="list")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_adapters)
+
+    p = sub.add_parser("dev", help="run the demo: local cluster, vendor emulators, seeded schedules, the daemon, a live view")
+    p.add_argument("--minutes", type=float, help="stop after this many minutes (default: until Ctrl-C)")
+    p.set_defaults(func=cmd_dev)
 
     if extensions:
         for register in _extensions():

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from app import logs
 from app.adapters import Registry
-from app.adapters.base import Integration, JobContext
+from app.adapters.base import Integration, JobContext, ProbeContext
 from app.errors import AuthError, PermanentError, RetryableError
 from app.retry import RetryPolicy
 from app.secret import Secret
@@ -32,7 +33,7 @@ class Credentials(Protocol):
 
 
 class HealthHook(Protocol):
-    def job_finished(self, integration_id: str, outcome: Outcome) -> None: ...
+    async def job_finished(self, integration_id: str, outcome: Outcome) -> None: ...
 
 
 @dataclass
@@ -75,10 +76,16 @@ class Executor:
             outcome = self._retry_or_fail(job, f"unexpected {type(exc).__name__}: {exc}", None)
         outcome.error = redact(outcome.error, secret)
         if self.health is not None:
-            self.health.job_finished(job.integration_id, outcome)
+            try:
+                await self.health.job_finished(job.integration_id, outcome)
+            except Exception as exc:  # noqa: BLE001 — health bookkeeping must not change the job's outcome
+                logs.event("health.record_failed", logging.WARNING, integration=job.integration_id,
+                           error=f"{type(exc).__name__}: {str(exc)[:200]}")
         return outcome
 
     async def _run(self, adapter: Any, ctx: JobContext) -> Outcome:
+        cold = getattr(adapter, "uses_http", True) and "_warmed_at" not in ctx.state
+        t0 = time.perf_counter()
         try:
             result = await asyncio.wait_for(adapter.run(ctx), self.job_timeout)
         except AuthError:
@@ -87,6 +94,12 @@ class Executor:
             ctx.credentials = await self._secret(adapter, ctx.integration)
             ctx.state.clear()
             result = await asyncio.wait_for(adapter.run(ctx), self.job_timeout)
+        if cold:
+            # Nothing warmed this integration before the job: its first call paid for the
+            # connection (and token). Worth knowing for scheduled exports.
+            ctx.state["_warmed_at"] = time.monotonic()
+            logs.event("job.cold_start", job_id=ctx.job_id, integration=ctx.integration.id,
+                       ms=round((time.perf_counter() - t0) * 1000, 1))
         return Outcome("succeeded", result=result if isinstance(result, dict) else {"value": result})
 
     def _retry_or_fail(self, job: ClaimedJob, error: str, retry_after: float | None,
@@ -118,6 +131,11 @@ class Executor:
             http=self.http.get() if getattr(adapter, "uses_http", True) else None,  # type: ignore[arg-type]
             state=self.state.setdefault(job.integration_id, {}),
         )
+
+    async def probe_context(self, adapter: Any, integration: Integration) -> ProbeContext:
+        return ProbeContext(integration=integration, credentials=await self._secret(adapter, integration),
+                            http=self.http.get() if getattr(adapter, "uses_http", True) else None,  # type: ignore[arg-type]
+                            state=self.state.setdefault(integration.id, {}))
 
     async def _secret(self, adapter: Any, integration: Integration) -> Secret | None:
         if not getattr(adapter, "uses_credentials", True):

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     dispatch_retry_base: float = Field(2.0, gt=0)
     dispatch_retry_cap: float = Field(600.0, gt=0)
     dispatch_credential_ttl: float = Field(60.0, ge=0)
+    # Seconds between active health probes of a healthy integration (doubling after failures, max 240 min).
+    dispatch_probe_interval: float = Field(900.0, gt=0)
     dispatch_required_role: str = "service_role"
     dispatch_log_level: str = "INFO"
     alert_webhook_url: str | None = None
