@@ -61,8 +61,11 @@ class Daemon:
         self.http = HttpClients()
         self.credentials = VaultCredentials(self.pool, ttl=s.dispatch_credential_ttl)
         retry = RetryPolicy(base=s.dispatch_retry_base, cap=s.dispatch_retry_cap)
+        from app.health import Health, HealthPolicy
+
+        self.health = Health(self.pool, registry, HealthPolicy(base_interval=s.dispatch_probe_interval))
         self.executor = Executor(registry, self.credentials, self.http, retry=retry,
-                                 default_secret_name=s.vault_secret_name)
+                                 default_secret_name=s.vault_secret_name, health=self.health)
         self.worker = Worker(self.pool, self.executor, WorkerConfig(
             worker_id=self.worker_id, concurrency=self.concurrency, poll_interval=s.dispatch_poll_interval,
             lease_seconds=s.dispatch_lease_seconds, retry=retry))
@@ -71,15 +74,22 @@ class Daemon:
         self._signals = 0
 
     def services(self) -> list[Any]:
+        from app.health import HealthMonitor, WarmUp
         from app.services import Heartbeat, LeaseKeeper, Rescuer
 
         self.heartbeat = Heartbeat(self.worker)
-        return [LeaseKeeper(self.worker), Rescuer(self.worker, self.settings.dispatch_rescue_interval), self.heartbeat]
+        return [LeaseKeeper(self.worker), Rescuer(self.worker, self.settings.dispatch_rescue_interval), self.heartbeat,
+                HealthMonitor(self.health, self.executor, self.settings.dispatch_health_interval),
+                WarmUp(self.pool, self.executor)]
 
     def http_app(self) -> Any:
+        from app.api import Api
         from app.http import HealthView, build_app
 
-        return build_app(HealthView(self.worker, self.listener))
+        api = Api(self.settings, self.pool, self.worker)
+        app = build_app(HealthView(self.worker, self.listener), api.routes())
+        api.check(app)
+        return app
 
     async def run(self) -> int:
         from app.http import make_server
@@ -89,9 +99,10 @@ class Daemon:
         http_task = asyncio.create_task(server.serve(), name="http")
         await self.pool.open(wait=False)
         await self._register()
+        self.duties = self.services()
         self.tasks = [asyncio.create_task(c, name=n) for n, c in [
             ("listener", self.listener.run()), ("worker", self.worker.run()),
-            *[(svc.name, svc.run()) for svc in self.services()]]]
+            *[(svc.name, svc.run()) for svc in self.duties]]]
         logs.event("daemon.started", worker_id=self.worker_id, port=self.port, concurrency=self.concurrency,
                    version=__version__, listen=self.settings.dispatch_listen)
         asyncio.create_task(self._record_cold_start(server), name="cold-start")

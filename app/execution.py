@@ -33,7 +33,7 @@ class Credentials(Protocol):
 
 
 class HealthHook(Protocol):
-    async def job_finished(self, integration_id: str, outcome: Outcome) -> None: ...
+    async def job_finished(self, job: ClaimedJob, outcome: Outcome) -> None: ...
 
 
 @dataclass
@@ -77,7 +77,7 @@ class Executor:
         outcome.error = redact(outcome.error, secret)
         if self.health is not None:
             try:
-                await self.health.job_finished(job.integration_id, outcome)
+                await self.health.job_finished(job, outcome)
             except Exception as exc:  # noqa: BLE001 — health bookkeeping must not change the job's outcome
                 logs.event("health.record_failed", logging.WARNING, integration=job.integration_id,
                            error=f"{type(exc).__name__}: {str(exc)[:200]}")

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
 
     from app.execution import Executor, Outcome
+    from app.worker import ClaimedJob
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,13 @@ class Health:
         self.pool, self.registry, self.policy = pool, registry, policy
         self._known_ok: set[str] = set()  # integrations last recorded healthy: successes cost nothing
 
-    async def job_finished(self, integration_id: str, outcome: Outcome) -> None:
+    async def job_finished(self, job: ClaimedJob, outcome: Outcome) -> None:
         if outcome.status == "succeeded":
-            if integration_id not in self._known_ok:
-                await self.record(integration_id, ok=True, error=None, latency_ms=None, from_job=True)
+            # A trial job (circuit not closed when claimed) always reports; otherwise only news does.
+            if job.circuit != "closed" or job.integration_id not in self._known_ok:
+                await self.record(job.integration_id, ok=True, error=None, latency_ms=None, from_job=True)
         elif outcome.vendor_fault:
-            await self.record(integration_id, ok=False, error=outcome.error, latency_ms=None, from_job=True)
+            await self.record(job.integration_id, ok=False, error=outcome.error, latency_ms=None, from_job=True)
 
     async def record(self, integration_id: str, ok: bool, error: str | None, latency_ms: float | None,
                      from_job: bool = False, failures_before: int | None = None) -> None:

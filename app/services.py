@@ -26,6 +26,7 @@ class Service:
             raise ValueError(f"{self.name}: interval must be positive, got {interval}")
         self.interval = interval
         self.last_error: str | None = None
+        self.runs = 0
 
     async def run_once(self) -> int:
         raise NotImplementedError
@@ -34,6 +35,7 @@ class Service:
         while True:
             try:
                 done = await self.run_once()
+                self.runs += 1
                 self.last_error = None
                 if done:
                     logs.event(f"{self.name}.ran", count=done)

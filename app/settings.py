@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     dispatch_credential_ttl: float = Field(60.0, ge=0)
     # Seconds between active health probes of a healthy integration (doubling after failures, max 240 min).
     dispatch_probe_interval: float = Field(900.0, gt=0)
+    # Seconds between the health duty's rounds (probes due, circuits to half-open).
+    dispatch_health_interval: float = Field(30.0, gt=0)
     dispatch_required_role: str = "service_role"
     dispatch_log_level: str = "INFO"
     alert_webhook_url: str | None = None

@@ -78,3 +78,236 @@ SELECT job_id, duplicate FROM dispatch.enqueue_job(
     %(integration_id)s::text, %(kind)s::text, %(payload)s::jsonb, %(scheduled_for)s::timestamptz,
     %(idempotency_key)s::text, %(priority)s::smallint, %(max_attempts)s::integer,
     %(run_after)s::timestamptz, %(source)s::text);
+
+-- ---------------------------------------------------------------- operator CLI (app/cli_*.py)
+
+-- name: cli_jobs_list
+SELECT id, integration_id, kind, status::text AS status, priority, attempts, max_attempts, source,
+       scheduled_for, run_after, started_at, finished_at,
+       extract(epoch FROM started_at - scheduled_for) AS drift_seconds, last_error
+  FROM dispatch.jobs
+ WHERE (%(status)s::text IS NULL OR status = %(status)s::dispatch.job_status)
+   AND (%(integration_id)s::text IS NULL OR integration_id = %(integration_id)s::text)
+ ORDER BY id DESC
+ LIMIT %(limit)s::integer;
+
+-- name: cli_job_status
+SELECT id, status::text AS status, finished_at, last_error FROM dispatch.jobs WHERE id = %(id)s::bigint;
+
+-- name: cli_job_retry
+-- Only failed or cancelled jobs: a succeeded job's key already had its one effect, and a
+-- queued or running job belongs to the queue or to a worker. Attempts start over.
+UPDATE dispatch.jobs
+   SET status = 'queued', run_after = clock_timestamp(), attempts = 0, started_at = NULL,
+       finished_at = NULL, worker_id = NULL, lease_expires_at = NULL
+ WHERE id = %(id)s::bigint AND status IN ('failed', 'cancelled')
+RETURNING id, status::text AS status, run_after;
+
+-- name: cli_notify_jobs
+-- A status UPDATE fires no insert trigger, so wake the daemons by hand.
+SELECT pg_notify('dispatch_jobs', '');
+
+-- name: cli_job_cancel
+-- A running job's worker keeps going, but its ownership-checked completion write
+-- (status = 'running') then matches no row: the cancel wins, by design.
+WITH target AS (
+    SELECT id, status FROM dispatch.jobs
+     WHERE id = %(id)s::bigint AND status IN ('queued', 'running')
+       FOR UPDATE
+)
+UPDATE dispatch.jobs j
+   SET status = 'cancelled', finished_at = clock_timestamp(), lease_expires_at = NULL
+  FROM target t
+ WHERE j.id = t.id
+RETURNING j.id, t.status::text AS was, j.status::text AS status, j.worker_id;
+
+-- name: cli_integration_exists
+SELECT id, enabled FROM dispatch.integrations WHERE id = %(id)s::text;
+
+-- name: cli_integration_add
+INSERT INTO dispatch.integrations (id, adapter, config, secret_name, max_concurrency, health_mode)
+VALUES (%(id)s::text, %(adapter)s::text, %(config)s::jsonb, %(secret_name)s::text,
+        %(max_concurrency)s::integer, %(health_mode)s::text)
+ON CONFLICT (id) DO NOTHING
+RETURNING id, adapter, config, secret_name, max_concurrency, health_mode, enabled;
+
+-- name: cli_integrations_list
+SELECT id, adapter, enabled, max_concurrency, coalesce(health_mode, 'adapter default') AS health_mode,
+       health_status, circuit, secret_name, config, created_at
+  FROM dispatch.integrations
+ ORDER BY id;
+
+-- name: cli_integration_set_enabled
+UPDATE dispatch.integrations SET enabled = %(enabled)s::boolean
+ WHERE id = %(id)s::text
+RETURNING id, enabled;
+
+-- name: cli_schedule_add
+INSERT INTO dispatch.schedules (integration_id, kind, cron, timezone, payload, catch_up, catch_up_window)
+VALUES (%(integration_id)s::text, %(kind)s::text, %(cron)s::text, %(timezone)s::text, %(payload)s::jsonb,
+        %(catch_up)s::text, %(catch_up_window)s::interval)
+RETURNING id, integration_id, kind, cron, timezone, catch_up, catch_up_window::text AS catch_up_window, next_slot;
+
+-- name: cli_schedules_list
+SELECT id, integration_id, kind, cron, timezone, enabled, catch_up, catch_up_window::text AS catch_up_window,
+       next_slot, last_slot, payload
+  FROM dispatch.schedules
+ ORDER BY integration_id, kind, id;
+
+-- name: cli_schedule_get
+SELECT id, integration_id, kind, cron, timezone FROM dispatch.schedules WHERE id = %(id)s::bigint;
+
+-- name: cli_cron_slots
+-- The CLI widens the window until it has n slots, so a yearly cron costs a few calls,
+-- and a per-minute cron never materialises years of slots.
+SELECT slot
+  FROM dispatch.cron_slots(%(cron)s::text, %(timezone)s::text, now(), now() + %(horizon)s::interval) AS slot
+ ORDER BY slot
+ LIMIT %(n)s::integer;
+
+-- name: cli_vault_installed
+SELECT to_regclass('vault.secrets') IS NOT NULL
+   AND to_regproc('vault.create_secret') IS NOT NULL
+   AND to_regproc('vault.update_secret') IS NOT NULL AS installed;
+
+-- name: cli_secret_id
+SELECT id FROM vault.secrets WHERE name = %(name)s::text;
+
+-- name: cli_secret_create
+SELECT vault.create_secret(%(value)s::text, %(name)s::text, coalesce(%(description)s::text, '')) AS id;
+
+-- name: cli_secret_update
+SELECT vault.update_secret(%(id)s::uuid, %(value)s::text, NULL, %(description)s::text);
+
+-- name: cli_secrets_list
+-- Names and metadata only: never the secret or decrypted_secret columns.
+SELECT s.name, s.description, s.created_at, s.updated_at,
+       (SELECT string_agg(i.id, ',' ORDER BY i.id) FROM dispatch.integrations i
+         WHERE i.secret_name = s.name) AS used_by
+  FROM vault.secrets s
+ ORDER BY s.name NULLS LAST;
+
+-- name: cli_drift_report_present
+SELECT to_regclass('dispatch.drift_report') IS NOT NULL AS present;
+
+-- name: cli_drift_report
+SELECT * FROM dispatch.drift_report ORDER BY integration_id, kind;
+
+-- name: cli_drift_from_jobs
+-- Fallback when dispatch.drift_report is absent: drift percentiles per integration and kind.
+SELECT integration_id, kind, count(*) AS started,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY drift_seconds) AS p50_s,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY drift_seconds) AS p95_s,
+       max(drift_seconds) AS max_s, max(started_at) AS last_started
+  FROM dispatch.job_drift
+ WHERE started_at >= now() - %(since)s::interval
+ GROUP BY integration_id, kind
+ ORDER BY integration_id, kind;
+
+-- name: cli_alerts_list
+SELECT id, kind, subject, message, integration_id, job_id, schedule_id, raised_at, last_seen_at, resolved_at
+  FROM dispatch.alerts
+ WHERE %(all)s::boolean OR resolved_at IS NULL
+ ORDER BY raised_at DESC, id DESC
+ LIMIT %(limit)s::integer;
+
+-- name: cli_alert_resolve
+UPDATE dispatch.alerts SET resolved_at = now()
+ WHERE id = %(id)s::bigint AND resolved_at IS NULL
+RETURNING id, kind, subject, resolved_at;
+
+-- name: cli_alert_get
+SELECT id, kind, subject, resolved_at FROM dispatch.alerts WHERE id = %(id)s::bigint;
+
+-- name: cli_health_integrations
+SELECT integration_id, adapter, enabled, health_mode, health_status, circuit, queued, running,
+       health_failures, health_latency_ms, health_checked_at, health_error
+  FROM dispatch.integration_health
+ ORDER BY integration_id;
+
+-- name: cli_health_workers
+-- Stopped workers are kept for a day so a recent crash or restart is still visible.
+SELECT id, host, pid, version, concurrency, started_at, heartbeat_at,
+       extract(epoch FROM now() - heartbeat_at) AS heartbeat_age_s, cold_start_ms, stopped_at
+  FROM dispatch.workers
+ WHERE stopped_at IS NULL OR stopped_at > now() - interval '1 day'
+ ORDER BY stopped_at IS NOT NULL, heartbeat_at DESC
+ LIMIT 50;
+
+-- name: cli_health_last_tick
+SELECT id, caller, acting_for, started_at, extract(epoch FROM now() - started_at) AS age_s,
+       duration_ms, inserted, skipped, lateness_ms
+  FROM dispatch.tick_runs
+ ORDER BY id DESC
+ LIMIT 1;
+
+-- name: metrics_queue_depth
+-- /metrics: queued and running jobs per integration, zeros included (a drained queue must
+-- read 0, not vanish). Finished history is not counted: the partial indexes keep this cheap.
+SELECT i.id, s.status::text, count(j.id)
+  FROM dispatch.integrations i
+ CROSS JOIN (VALUES ('queued'::dispatch.job_status), ('running'::dispatch.job_status)) AS s(status)
+  LEFT JOIN dispatch.jobs j ON j.integration_id = i.id AND j.status = s.status
+ GROUP BY i.id, s.status;
+
+-- name: metrics_integrations
+SELECT id, health_status, circuit FROM dispatch.integrations;
+
+-- name: metrics_open_alerts
+SELECT kind, count(*) FROM dispatch.alerts WHERE resolved_at IS NULL GROUP BY kind;
+
+-- name: cli_cron_slots_present
+SELECT to_regproc('dispatch.cron_slots') IS NOT NULL AS present;
+
+-- name: health_probe_candidates
+-- Integrations whose next probe is due (the daemon filters by effective health mode).
+SELECT id, adapter, config, secret_name, health_mode, health_failures
+  FROM dispatch.integrations
+ WHERE enabled AND (health_next_probe_at IS NULL OR health_next_probe_at <= clock_timestamp());
+
+-- name: health_reserve_probe
+-- Reserve the probe before sending it: one daemon wins, and the reservation outlives restarts,
+-- so an integration is never probed more often than its interval however many daemons run.
+UPDATE dispatch.integrations
+   SET health_next_probe_at = clock_timestamp() + make_interval(secs => %(hold)s::double precision)
+ WHERE id = %(id)s::text AND (health_next_probe_at IS NULL OR health_next_probe_at <= clock_timestamp())
+RETURNING id;
+
+-- name: health_record
+-- One probe or job outcome. Failures open the circuit once they reach the threshold; a
+-- success closes it. next_probe_at carries the backoff.
+UPDATE dispatch.integrations
+   SET health_status = CASE WHEN %(ok)s::boolean THEN 'healthy'
+                            WHEN health_failures + 1 >= %(threshold)s::integer THEN 'unhealthy'
+                            ELSE health_status END,
+       circuit = CASE WHEN %(ok)s::boolean THEN 'closed'
+                      WHEN health_failures + 1 >= %(threshold)s::integer THEN 'open'
+                      ELSE circuit END,
+       health_failures = CASE WHEN %(ok)s::boolean THEN 0 ELSE health_failures + 1 END,
+       health_checked_at = clock_timestamp(),
+       health_latency_ms = coalesce(%(latency_ms)s::double precision, health_latency_ms),
+       health_error = CASE WHEN %(ok)s::boolean THEN NULL ELSE %(error)s::text END,
+       health_next_probe_at = CASE WHEN %(next_probe_s)s::double precision IS NULL THEN health_next_probe_at
+                                   ELSE clock_timestamp() + make_interval(secs => %(next_probe_s)s::double precision) END
+ WHERE id = %(id)s::text
+RETURNING health_status, circuit, health_failures;
+
+-- name: health_half_open
+-- An open circuit whose wait is over lets one trial job through (passive integrations).
+UPDATE dispatch.integrations SET circuit = 'half_open'
+ WHERE circuit = 'open' AND health_next_probe_at <= clock_timestamp() AND id = ANY(%(ids)s::text[])
+RETURNING id;
+
+-- name: open_circuits
+SELECT id, adapter, health_mode FROM dispatch.integrations WHERE circuit = 'open' AND enabled;
+
+-- name: warm_up_candidates
+-- Integrations with work due within the warm-up window.
+SELECT DISTINCT i.id, i.adapter, i.config, i.secret_name
+  FROM dispatch.jobs j JOIN dispatch.integrations i ON i.id = j.integration_id
+ WHERE j.status = 'queued' AND i.enabled AND i.circuit <> 'open'
+   AND j.run_after BETWEEN clock_timestamp() AND clock_timestamp() + make_interval(secs => %(window)s::double precision);
+
+-- name: integration_secret
+-- The narrow SECURITY DEFINER accessor: only secrets an integration references.
+SELECT dispatch.integration_secret(%(integration_id)s::text, %(default_name)s::text);

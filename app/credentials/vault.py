@@ -17,11 +17,13 @@ from typing import Any, Protocol
 import psycopg
 from psycopg import errors as pgerrors
 
+from app.db import query
 from app.errors import MissingSecret, PermanentError
 from app.secret import Secret
 
 # Belongs in sql/queries.sql as `-- name: integration_secret` once that file takes it.
-INTEGRATION_SECRET = "SELECT dispatch.integration_secret(%(integration_id)s::text, %(default_name)s::text)"
+query("integration_secret") = ("SELECT dispatch.integration_secret(%(integration_id)s::text, "
+                      "%(default_name)s::text)")
 
 ConnectionFactory = Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
 
@@ -70,23 +72,30 @@ class VaultCredentials:
     async def _read(self, integration_id: str, default_name: str | None) -> Secret:
         params = {"integration_id": integration_id, "default_name": default_name}
         try:
-            row = await self._fetch(params)
+            value = await self._fetch(params)
         except pgerrors.NoDataFound as exc:
             raise MissingSecret(_explain(exc)) from None
         except (pgerrors.InvalidParameterValue, pgerrors.InsufficientPrivilege,
                 pgerrors.UndefinedFunction, pgerrors.DataException) as exc:
             raise PermanentError(_explain(exc, integration_id)) from None
-        if row is None or row[0] is None:
+        if value is None:
             raise MissingSecret(f'the vault returned no secret for integration "{integration_id}"')
-        return Secret(row[0])
+        return Secret(value)
 
-    async def _fetch(self, params: dict[str, str | None]) -> tuple[Any, ...] | None:
-        if hasattr(self._source, "connection"):
+    async def _fetch(self, params: dict[str, str | None]) -> str | None:
+        if hasattr(self._source, "connection"):  # a pool: borrow, and give back
             async with self._source.connection() as conn:
-                return await (await conn.execute(INTEGRATION_SECRET, params)).fetchone()
-        conn = await self._source()
+                return await _query(conn, params)
+        conn = await self._source()  # a factory: ours to close
         async with conn:
-            return await (await conn.execute(INTEGRATION_SECRET, params)).fetchone()
+            return await _query(conn, params)
+
+
+async def _query(conn: psycopg.AsyncConnection[Any], params: dict[str, str | None]) -> str | None:
+    row = await (await conn.execute(query("integration_secret"), params)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return str(row[0])
 
 
 def _explain(exc: psycopg.Error, integration_id: str | None = None) -> str:
@@ -99,5 +108,6 @@ def _explain(exc: psycopg.Error, integration_id: str | None = None) -> str:
         message = (f'the vault secret of integration "{integration_id}" cannot be decrypted '
                    "(wrong root key, or the row was altered): store it again")
     elif isinstance(exc, pgerrors.InsufficientPrivilege) and "permission denied" in message:
-        message += ": the database role needs EXECUTE on dispatch.integration_secret (grant it dispatch_worker)"
+        message += (": the database role needs EXECUTE on dispatch.integration_secret "
+                    "(grant it dispatch_worker)")
     return f"{message} ({diag.message_hint})" if diag.message_hint else message
