@@ -21,10 +21,6 @@ from app.db import query
 from app.errors import MissingSecret, PermanentError
 from app.secret import Secret
 
-# Belongs in sql/queries.sql as `-- name: integration_secret` once that file takes it.
-query("integration_secret") = ("SELECT dispatch.integration_secret(%(integration_id)s::text, "
-                      "%(default_name)s::text)")
-
 ConnectionFactory = Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
 
 
