@@ -87,7 +87,7 @@ class Daemon:
         from app.http import HealthView, build_app
 
         api = Api(self.settings, self.pool, self.worker)
-        app = build_app(HealthView(self.worker, self.listener), api.routes())
+        app = build_app(HealthView(self.worker, self.listener, self.duties), api.routes())
         api.check(app)
         return app
 
@@ -95,11 +95,11 @@ class Daemon:
         from app.http import make_server
 
         self._install_signals()
+        self.duties = self.services()
         server = make_server(self.http_app(), self.settings.dispatch_http_host, self.port)
         http_task = asyncio.create_task(server.serve(), name="http")
         await self.pool.open(wait=False)
         await self._register()
-        self.duties = self.services()
         self.tasks = [asyncio.create_task(c, name=n) for n, c in [
             ("listener", self.listener.run()), ("worker", self.worker.run()),
             *[(svc.name, svc.run()) for svc in self.duties]]]

@@ -8,15 +8,17 @@ counts and the version). Every other route verifies a JWT (see app/auth.py).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import logging
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
-from app import __version__
+from app import __version__, logs
 
 if TYPE_CHECKING:
     import uvicorn
@@ -26,9 +28,10 @@ if TYPE_CHECKING:
 
 
 class HealthView:
-    def __init__(self, worker: Worker, listener: Listener) -> None:
+    def __init__(self, worker: Worker, listener: Listener, duties: list[Any] | None = None) -> None:
         self.worker = worker
         self.listener = listener
+        self.duties = duties or []  # background services: their round counts and last errors
 
     def report(self) -> tuple[int, dict[str, Any]]:
         reasons = []
@@ -40,13 +43,14 @@ class HealthView:
             reasons.append("shutting down")
         listener = ("connected" if self.listener.connected else "disconnected") if self.listener.enabled \
             else "disabled (polling only)"
-        body = {
+        body: dict[str, Any] = {
             "status": "ok" if not reasons else "unavailable",
             "database": self.worker.db.ok,
             "listener": listener,
             "in_flight": len(self.worker.inflight),
             "worker_id": self.worker.config.worker_id,
             "version": __version__,
+            "duties": {d.name: {"runs": d.runs, "last_error": d.last_error} for d in self.duties},
         }
         if reasons:
             body["reasons"] = reasons
@@ -57,9 +61,37 @@ class HealthView:
         return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-def build_app(health: HealthView, extra_routes: list[Route] | None = None) -> Starlette:
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                   **extra: Any) -> JSONResponse:
+    """Every error this surface sends: ``{"error": {"code", "message", ...}}``."""
+    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status,
+                        headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    # Starlette's own 404/405 are plain text; an API client parses one error shape only.
+    assert isinstance(exc, HTTPException)
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    allow = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow")
+    if allow:
+        message += f" (allowed: {allow})"
+    return error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), message,
+                          headers=dict(exc.headers or {}))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    logs.event("http.unhandled_error", logging.ERROR, method=request.method, path=request.url.path,
+               error_type=type(exc).__name__, error=str(exc)[:300])
+    return error_response(500, "internal_error", "the server failed to handle the request; the daemon log has "
+                          "the details (event http.unhandled_error)")
+
+
+def build_app(health: HealthView, extra_routes: Sequence[BaseRoute] | None = None) -> Starlette:
     routes = [Route("/health", health.endpoint, methods=["GET"]), *(extra_routes or [])]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error})
 
 
 def make_server(app: Starlette, host: str, port: int) -> uvicorn.Server:
