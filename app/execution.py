@@ -154,7 +154,10 @@ class HttpClients:
         if self._client is None:
             import httpx
 
+            from app import metrics
+
             self._client = httpx.AsyncClient(
+                event_hooks=metrics.httpx_event_hooks(),
                 timeout=httpx.Timeout(30.0, connect=10.0),
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
                 headers={"User-Agent": "integration-dispatch"},

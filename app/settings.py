@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     # Seconds between the health duty's rounds (probes due, circuits to half-open).
     dispatch_health_interval: float = Field(30.0, gt=0)
     dispatch_required_role: str = "service_role"
+    dispatch_jwt_audience: str | None = None
+    dispatch_max_body_bytes: int = Field(1_048_576, ge=1024)
     dispatch_log_level: str = "INFO"
     alert_webhook_url: str | None = None
 

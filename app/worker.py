@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from app import logs
+from app import logs, metrics
 from app.db import query
 from app.execution import Executor, Outcome
 from app.retry import RetryPolicy
@@ -213,12 +213,14 @@ class Worker:
     def _start(self, job: ClaimedJob) -> None:
         self.jobs[job.id] = job
         self.inflight[job.id] = asyncio.create_task(self._run_job(job), name=f"job-{job.id}")
+        metrics.observe_started(job)
         logs.event("job.started", job_id=job.id, integration=job.integration_id, kind=job.kind,
                    attempt=job.attempts, drift_ms=_ms(job.started_at - job.scheduled_for))
 
     async def _run_job(self, job: ClaimedJob) -> None:
         t0 = time.perf_counter()
         outcome = await self.executor.execute(job)
+        metrics.observe_finished(job, outcome.status, time.perf_counter() - t0)
         duration_ms = round((time.perf_counter() - t0) * 1000, 2)
         if outcome.status == "succeeded":
             del self.inflight[job.id]
