@@ -69,6 +69,9 @@ class Daemon:
         self.worker = Worker(self.pool, self.executor, WorkerConfig(
             worker_id=self.worker_id, concurrency=self.concurrency, poll_interval=s.dispatch_poll_interval,
             lease_seconds=s.dispatch_lease_seconds, retry=retry))
+        from app.alerts import AlertForwarder
+
+        self.alerts = AlertForwarder(self.pool, self.http, s.alert_webhook_url)
         self.listener = Listener(s.listen_database_url or url, on_jobs=self.worker.wake, enabled=s.dispatch_listen)
         self.stop_requested = asyncio.Event()
         self._signals = 0
@@ -76,9 +79,12 @@ class Daemon:
     def services(self) -> list[Any]:
         from app.health import HealthMonitor, WarmUp
         from app.services import Heartbeat, LeaseKeeper, Rescuer
+        from app.watchdog import Watchdog
 
         self.heartbeat = Heartbeat(self.worker)
-        return [LeaseKeeper(self.worker), Rescuer(self.worker, self.settings.dispatch_rescue_interval), self.heartbeat,
+        self.listener.on_alerts = self.alerts.wake.set
+        return [self.alerts, Watchdog(self.pool, self.settings.dispatch_stall_after,
+                                      self.settings.dispatch_watchdog_interval),LeaseKeeper(self.worker), Rescuer(self.worker, self.settings.dispatch_rescue_interval), self.heartbeat,
                 HealthMonitor(self.health, self.executor, self.settings.dispatch_health_interval),
                 WarmUp(self.pool, self.executor)]
 

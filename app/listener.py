@@ -23,7 +23,7 @@ class Listener:
                  enabled: bool = True) -> None:
         self._url = url
         self._on_jobs = on_jobs
-        self._on_alerts = on_alerts
+        self.on_alerts = on_alerts
         self.enabled = enabled
         self.connected = False
         self.last_error: str | None = None
@@ -60,8 +60,8 @@ class Listener:
         async for notify in self._conn.notifies():
             if notify.channel == "dispatch_jobs":
                 self._on_jobs()
-            elif self._on_alerts is not None:
-                self._on_alerts()
+            elif self.on_alerts is not None:
+                self.on_alerts()
 
     async def _close(self) -> None:
         if self._conn is not None:

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     dispatch_probe_interval: float = Field(900.0, gt=0)
     # Seconds between the health duty's rounds (probes due, circuits to half-open).
     dispatch_health_interval: float = Field(30.0, gt=0)
+    # The watchdog ticks in pg_cron's place when pg_cron has not ticked for this long.
+    dispatch_stall_after: float = Field(120.0, gt=0)
+    dispatch_watchdog_interval: float = Field(30.0, gt=0)
     dispatch_required_role: str = "service_role"
     dispatch_jwt_audience: str | None = None
     dispatch_max_body_bytes: int = Field(1_048_576, ge=1024)

@@ -311,3 +311,29 @@ SELECT DISTINCT i.id, i.adapter, i.config, i.secret_name
 -- name: integration_secret
 -- The narrow SECURITY DEFINER accessor: only secrets an integration references.
 SELECT dispatch.integration_secret(%(integration_id)s::text, %(default_name)s::text);
+
+-- name: alerts_to_forward
+-- New alerts, each taken by exactly one daemon (SKIP LOCKED), oldest first.
+UPDATE dispatch.alerts a SET notified_at = clock_timestamp()
+  FROM (SELECT id FROM dispatch.alerts WHERE notified_at IS NULL ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED) n
+ WHERE a.id = n.id
+RETURNING a.id, a.kind, a.subject, a.message, a.details, a.integration_id, a.job_id, a.schedule_id, a.raised_at;
+
+-- name: alerts_unforward
+-- A webhook delivery that failed: the next round tries again.
+UPDATE dispatch.alerts SET notified_at = NULL WHERE id = ANY(%(ids)s::bigint[]);
+
+-- name: watchdog_status
+-- The last tick pg_cron ran, and whether any schedule needs ticking at all.
+SELECT (SELECT max(started_at) FROM dispatch.tick_runs WHERE caller = 'pg_cron') AS last_cron_tick,
+       extract(epoch FROM clock_timestamp() - (SELECT max(started_at) FROM dispatch.tick_runs WHERE caller = 'pg_cron'))
+           AS seconds_since,
+       EXISTS (SELECT 1 FROM dispatch.schedules WHERE enabled) AS has_schedules;
+
+-- name: watchdog_lock
+-- Taken in the watchdog's transaction: one daemon ticks at a time.
+SELECT pg_try_advisory_xact_lock(hashtext('dispatch.watchdog'));
+
+-- name: watchdog_tick
+-- Run the tick (and the alert checks) in place of pg_cron, recorded as caller 'watchdog'.
+SELECT set_config('dispatch.tick_caller', 'watchdog', true), dispatch.tick(), dispatch.check_alerts();

@@ -216,7 +216,8 @@ END $$;
 
 CREATE FUNCTION dispatch.claim_jobs(p_worker text, p_limit integer, p_lease_seconds double precision) RETURNS TABLE(id bigint, integration_id text, kind text, payload jsonb, attempts integer, max_attempts integer, scheduled_for timestamp with time zone, run_after timestamp with time zone, enqueued_at timestamp with time zone, started_at timestamp with time zone, idempotency_key text, schedule_id bigint, adapter text, config jsonb, secret_name text, circuit text)
     LANGUAGE plpgsql
-    AS $$
+    SET jit TO 'off'
+    AS $$  -- JIT compiling a millisecond query costs more than it saves
 DECLARE
     v_now timestamptz;
 BEGIN
@@ -1153,7 +1154,9 @@ COMMENT ON FUNCTION dispatch.tick(now timestamp with time zone) IS 'insert one j
 CREATE FUNCTION dispatch.tick_caller() RETURNS text
     LANGUAGE sql STABLE
     AS $$
-    SELECT CASE WHEN current_setting('application_name') = 'pg_cron' THEN 'pg_cron'
+    SELECT CASE WHEN current_setting('application_name') = 'pg_cron'
+                  OR (SELECT a.backend_type FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()) = 'pg_cron'
+                THEN 'pg_cron'
                 ELSE coalesce(nullif(current_setting('dispatch.tick_caller', true), ''), 'manual') END
 $$;
 
@@ -1162,7 +1165,7 @@ $$;
 -- Name: FUNCTION tick_caller(); Type: COMMENT; Schema: dispatch; Owner: -
 --
 
-COMMENT ON FUNCTION dispatch.tick_caller() IS 'pg_cron (its workers set application_name), else SET dispatch.tick_caller (e.g. watchdog), else manual';
+COMMENT ON FUNCTION dispatch.tick_caller() IS 'pg_cron when pg_cron runs us, else SET dispatch.tick_caller (e.g. watchdog), else manual';
 
 
 --
@@ -1343,7 +1346,8 @@ CREATE TABLE dispatch.alerts (
     schedule_id bigint,
     raised_at timestamp with time zone DEFAULT now() NOT NULL,
     last_seen_at timestamp with time zone DEFAULT now() NOT NULL,
-    resolved_at timestamp with time zone
+    resolved_at timestamp with time zone,
+    notified_at timestamp with time zone
 );
 
 
@@ -1376,7 +1380,8 @@ CREATE VIEW dispatch.drift_alerts AS
     alerts.schedule_id,
     alerts.raised_at,
     alerts.last_seen_at,
-    alerts.resolved_at
+    alerts.resolved_at,
+    alerts.notified_at
    FROM dispatch.alerts
   WHERE (alerts.kind = ANY (ARRAY['drift'::text, 'overdue'::text, 'missed_slot'::text]));
 
@@ -1599,7 +1604,8 @@ CREATE VIEW dispatch.open_alerts AS
     alerts.schedule_id,
     alerts.raised_at,
     alerts.last_seen_at,
-    alerts.resolved_at
+    alerts.resolved_at,
+    alerts.notified_at
    FROM dispatch.alerts
   WHERE (alerts.resolved_at IS NULL);
 
@@ -1885,6 +1891,13 @@ CREATE UNIQUE INDEX alerts_open_idx ON dispatch.alerts USING btree (kind, subjec
 --
 
 CREATE INDEX alerts_raised_idx ON dispatch.alerts USING btree (raised_at);
+
+
+--
+-- Name: alerts_unnotified_idx; Type: INDEX; Schema: dispatch; Owner: -
+--
+
+CREATE INDEX alerts_unnotified_idx ON dispatch.alerts USING btree (id) WHERE (notified_at IS NULL);
 
 
 --
@@ -2372,6 +2385,20 @@ GRANT SELECT ON TABLE dispatch.scheduler_status TO dispatch_worker;
 --
 
 GRANT SELECT ON TABLE dispatch.schedules TO dispatch_worker;
+
+
+--
+-- Name: COLUMN schedules.next_slot; Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT UPDATE(next_slot) ON TABLE dispatch.schedules TO dispatch_worker;
+
+
+--
+-- Name: COLUMN schedules.last_slot; Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT UPDATE(last_slot) ON TABLE dispatch.schedules TO dispatch_worker;
 
 
 --

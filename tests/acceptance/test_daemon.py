@@ -60,8 +60,9 @@ def test_serve__starts_a_future_job_on_time(conn: psycopg.Connection, integratio
 def test_two_daemons__never_share_a_job_or_exceed_the_integration_limit(
         conn: psycopg.Connection, daemon_factory: Callable[..., DaemonProcess]) -> None:
     conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('a', 'noop', 2), ('b', 'noop', 3)")
-    # The first daemon alone cannot fill both integrations' limits (2 + 3), so both daemons work.
-    daemons = [daemon_factory(concurrency=c, start=False, DISPATCH_POLL_INTERVAL="0.1") for c in (2, 10)]
+    # Neither daemon alone can fill both integrations' limits (2 + 3), so both work; together
+    # they could run 6 at once, so the limits are what holds them back.
+    daemons = [daemon_factory(concurrency=3, start=False, DISPATCH_POLL_INTERVAL="0.1") for _ in range(2)]
     for d in daemons:
         d.start(wait=False)
     for d in daemons:

@@ -169,3 +169,14 @@ def test_stand_in__root_key_is_not_reachable_from_sql(conn: psycopg.Connection, 
         settings = worker.execute("SELECT string_agg(coalesce(setting, ''), ' ') FROM pg_settings").fetchone()
         key = conn.execute("SELECT btrim(pg_read_file('vault_root.key'), E'\\n')").fetchone()
         assert settings is not None and key is not None and key[0] not in settings[0]
+
+
+def test_dispatch_worker__can_run_the_watchdog_tick(conn: psycopg.Connection) -> None:
+    conn.execute("INSERT INTO dispatch.integrations (id, adapter) VALUES ('w', 'noop')")
+    conn.execute("INSERT INTO dispatch.schedules (integration_id, kind, cron, next_slot) "
+                 "VALUES ('w', 'sync', '* * * * *', now() - interval '1 minute')")
+    with conn.transaction():
+        conn.execute("SET LOCAL ROLE dispatch_worker")
+        conn.execute("SELECT set_config('dispatch.tick_caller', 'watchdog', true)")
+        inserted = conn.execute("SELECT dispatch.tick()").fetchone()
+    assert inserted is not None and inserted[0] >= 1
