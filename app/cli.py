@@ -82,7 +82,8 @@ def _redact_url(url: str) -> str:
 # -- parser
 def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="integration-dispatch",
-                                     description="Postgres-centric scheduler and dispatcher for accounting syncs and exports.")
+                                     description="Postgres-centric scheduler and dispatcher for accounting "
+                                                 "syncs and exports.")
     parser.add_argument("--database-url", help="database to use (default: DATABASE_URL, else the local cluster)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -102,7 +103,8 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_adapters)
 
-    p = sub.add_parser("dev", help="run the demo: local cluster, vendor emulators, seeded schedules, the daemon, a live view")
+    p = sub.add_parser("dev", help="run the demo: local cluster, vendor emulators, seeded schedules, the daemon, "
+                                   "a live view")
     p.add_argument("--minutes", type=float, help="stop after this many minutes (default: until Ctrl-C)")
     p.set_defaults(func=cmd_dev)
 

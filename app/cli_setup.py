@@ -171,11 +171,11 @@ def cmd_secrets_set(args: argparse.Namespace) -> int:
     value = read_secret_value(args.name)
     with connect(args) as conn, conn.transaction():
         _require_vault(conn)
-        existing = fetch_one(conn, "cli_secret_id", name=args.name)
+        existing = fetch_one(conn, "secret_id", name=args.name)
         if existing is None:
-            fetch_one(conn, "cli_secret_create", value=value, name=args.name, description=args.description)
+            fetch_one(conn, "secret_create", value=value, name=args.name, description=args.description)
         else:
-            fetch_one(conn, "cli_secret_update", id=existing["id"], value=value, description=args.description)
+            fetch_one(conn, "secret_update", id=existing["id"], value=value, description=args.description)
     print(f"secret {args.name} {'created' if existing is None else 'updated'} in the vault")
     return 0
 

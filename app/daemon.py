@@ -30,8 +30,10 @@ from app.worker import DB_ERRORS, Worker, WorkerConfig, with_retry
 def process_age_ms() -> float | None:
     """Milliseconds since this process was exec'd (Linux), for the cold-start figure."""
     try:
-        start_ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
-        boot = next(float(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))
+        with open("/proc/self/stat") as stat:
+            start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as proc_stat:
+            boot = next(float(line.split()[1]) for line in proc_stat if line.startswith("btime"))
         started = boot + start_ticks / os.sysconf("SC_CLK_TCK")
         return round((time.time() - started) * 1000, 1)
     except (OSError, ValueError, IndexError, StopIteration):
@@ -83,8 +85,9 @@ class Daemon:
 
         self.heartbeat = Heartbeat(self.worker)
         self.listener.on_alerts = self.alerts.wake.set
-        return [self.alerts, Watchdog(self.pool, self.settings.dispatch_stall_after,
-                                      self.settings.dispatch_watchdog_interval),LeaseKeeper(self.worker), Rescuer(self.worker, self.settings.dispatch_rescue_interval), self.heartbeat,
+        s = self.settings
+        return [self.alerts, Watchdog(self.pool, s.dispatch_stall_after, s.dispatch_watchdog_interval),
+                LeaseKeeper(self.worker), Rescuer(self.worker, s.dispatch_rescue_interval), self.heartbeat,
                 HealthMonitor(self.health, self.executor, self.settings.dispatch_health_interval),
                 WarmUp(self.pool, self.executor)]
 
@@ -133,7 +136,7 @@ class Daemon:
         from app.http import HealthView
 
         health = HealthView(self.worker, self.listener)
-        while not (server.started and health.report()[0] == 200):
+        while not (server.started and health.report()[0] == 200):  # noqa: ASYNC110 — polls three flags, no event to await
             await asyncio.sleep(0.002)
         self.heartbeat.cold_start_ms = process_age_ms()
         logs.event("daemon.ready", cold_start_ms=self.heartbeat.cold_start_ms)

@@ -20,58 +20,52 @@ from typing import Any
 
 import psycopg
 
+from app.db import query
 from app.localdb import ROOT, LocalCluster, free_port
 from app.migrate import upgrade
 
-EXPORT_PAYLOAD = {
-    "posting_date": "2026-11-30",
-    "description": "integration-dispatch demo export",
-    "lines": [{"account": "60100", "amount": "125.00", "description": "demo cost"},
-              {"account": "20100", "amount": "-125.00", "description": "demo payable"}],
-}
+def export_payload(cost_account: str, payable_account: str) -> dict[str, Any]:
+    """A small balanced voucher in the vendor's chart of accounts (the emulators check them)."""
+    return {"posting_date": "2026-11-30", "description": "integration-dispatch demo export",
+            "lines": [{"account": cost_account, "amount": "125.00", "description": "demo cost"},
+                      {"account": payable_account, "amount": "-125.00", "description": "demo payable"}]}
+
+
+EXPORT_PAYLOAD = export_payload("60100", "20100")  # Business Central's demo chart
+XLEDGER_EXPORT_PAYLOAD = export_payload("6300", "2400")
 
 
 def seed(url: str, xledger_url: str, bc_url: str) -> None:
-    from app.emulators.dynamics_bc import (
-        DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_COMPANY_ID, DEFAULT_TENANT)
+    from app.emulators.dynamics_bc import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_COMPANY_ID, DEFAULT_TENANT
     from app.emulators.xledger import DEFAULT_TOKEN
 
     integrations = [
-        ("demo-xledger", "xledger", {"base_url": xledger_url}, {"token": DEFAULT_TOKEN}),
+        ("demo-xledger", "xledger", {"base_url": xledger_url}, {"token": DEFAULT_TOKEN}, XLEDGER_EXPORT_PAYLOAD),
         ("demo-bc", "dynamics_bc", {"base_url": bc_url, "login_url": bc_url, "company_id": DEFAULT_COMPANY_ID},
-         {"tenant_id": DEFAULT_TENANT, "client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET}),
+         {"tenant_id": DEFAULT_TENANT, "client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET},
+         EXPORT_PAYLOAD),
     ]
     with psycopg.connect(url, autocommit=True) as conn:
-        for slug, adapter, config, credentials in integrations:
-            conn.execute(
-                "INSERT INTO dispatch.integrations (id, adapter, config, secret_name) VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT (id) DO UPDATE SET config = EXCLUDED.config, enabled = true",
-                [slug, adapter, json.dumps(config), slug])
+        for slug, adapter, config, credentials, payload in integrations:
+            conn.execute(query("dev_seed_integration"), {"id": slug, "adapter": adapter, "config": json.dumps(config)})
             put_secret(conn, slug, json.dumps(credentials))
-            conn.execute(
-                "INSERT INTO dispatch.schedules (integration_id, kind, cron, timezone, payload) "
-                "SELECT %s, 'export', '* * * * *', 'Europe/Oslo', %s WHERE NOT EXISTS "
-                "(SELECT 1 FROM dispatch.schedules WHERE integration_id = %s)",
-                [slug, json.dumps(EXPORT_PAYLOAD), slug])
-        conn.execute("SELECT dispatch.tick()")  # the first slots now, not at pg_cron's next minute
+            conn.execute(query("dev_seed_schedule"), {"id": slug, "payload": json.dumps(payload)})
+        conn.execute(query("tick"))  # the first slots now, not at pg_cron's next minute
 
 
 def put_secret(conn: psycopg.Connection[Any], name: str, value: str) -> None:
     """Create or update a vault secret by name; the value only ever travels as a parameter."""
-    row = conn.execute("SELECT id FROM vault.secrets WHERE name = %s", [name]).fetchone()
+    row = conn.execute(query("secret_id"), {"name": name}).fetchone()
     if row:
-        conn.execute("SELECT vault.update_secret(%s, %s)", [row[0], value])
+        conn.execute(query("secret_update"), {"id": row[0], "value": value, "description": None})
     else:
-        conn.execute("SELECT vault.create_secret(%s, %s)", [value, name])
+        conn.execute(query("secret_create"), {"value": value, "name": name, "description": ""})
 
 
 def view(conn: psycopg.Connection[Any], emulators: dict[str, Any]) -> str:
-    states = conn.execute("SELECT integration_id, status::text, count(*) FROM dispatch.jobs GROUP BY 1, 2 "
-                          "ORDER BY 1, 2").fetchall()
-    drift = conn.execute("SELECT count(*), round(coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY drift_seconds), 0)"
-                         "::numeric * 1000, 1), round(coalesce(max(drift_seconds), 0)::numeric * 1000, 1) "
-                         "FROM dispatch.job_drift WHERE started_at IS NOT NULL").fetchone()
-    alerts = conn.execute("SELECT kind, subject, message FROM dispatch.open_alerts ORDER BY raised_at DESC LIMIT 5").fetchall()
+    states = conn.execute(query("dev_jobs_by_state")).fetchall()
+    drift = conn.execute(query("dev_drift")).fetchone()
+    alerts = conn.execute(query("dev_open_alerts")).fetchall()
     lines = [time.strftime("%H:%M:%S") + "  integration-dispatch dev  (Ctrl-C stops)", "", "jobs by state:"]
     lines += [f"  {i:<14} {s:<10} {n}" for i, s, n in states] or ["  (none yet: the first slot is at the next minute)"]
     started, p50, worst = drift or (0, 0, 0)

@@ -8,6 +8,7 @@ fails that job, never the daemon.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -68,7 +69,7 @@ class Executor:
             outcome = Outcome("failed", error=str(exc))
         except RetryableError as exc:
             outcome = self._retry_or_fail(job, str(exc), exc.retry_after, vendor_fault=True)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             outcome = self._retry_or_fail(job, f"the job did not finish within {self.job_timeout:g} s", None,
                                           vendor_fault=True)
         except Exception as exc:  # noqa: BLE001 — an adapter bug must fail the job, not the daemon
@@ -180,10 +181,8 @@ def redact(text: str | None, secret: Secret | None) -> str | None:
     if text is None or secret is None:
         return text
     values = [secret.reveal()]
-    try:
+    with contextlib.suppress(ValueError):  # a plain-text secret has no parts
         values += [v for v in secret.json().values() if isinstance(v, str)]
-    except ValueError:
-        pass
     for value in sorted(values, key=len, reverse=True):
         if len(value) >= 4:
             text = text.replace(value, "[redacted]")

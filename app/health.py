@@ -39,8 +39,9 @@ class HealthPolicy:
     failure_threshold: int = 3       # consecutive vendor failures that open the circuit
 
     def next_probe(self, failures: int, rng: random.Random | None = None) -> float:
-        interval = min(self.max_interval, self.base_interval * 2 ** max(failures, 0))
-        return interval * (rng or random).uniform(1 - self.jitter, 1 + self.jitter)
+        interval = min(self.max_interval, self.base_interval * float(2 ** max(failures, 0)))
+        factor: float = (rng or random).uniform(1 - self.jitter, 1 + self.jitter)
+        return interval * factor
 
 
 def effective_mode(registry: Registry, adapter: str, mode: str | None) -> str:

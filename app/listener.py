@@ -8,6 +8,7 @@ away are lost, so the worker must rescan.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -66,7 +67,5 @@ class Listener:
     async def _close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            try:
+            with contextlib.suppress(Exception):  # closing a broken connection may fail; nothing to do
                 await conn.close()
-            except Exception:  # noqa: BLE001 — closing a broken connection may fail; nothing to do
-                pass

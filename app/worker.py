@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -206,7 +206,7 @@ class Worker:
         poll = self.config.poll_interval
         if row is None or row[0] is None:
             return poll
-        wait = (row[0] - datetime.now(timezone.utc)).total_seconds()
+        wait: float = (row[0] - datetime.now(UTC)).total_seconds()
         return min(poll, max(wait + 0.001, 0.0))
 
     # -- one job
@@ -226,7 +226,7 @@ class Worker:
             del self.inflight[job.id]
             self.unflushed.add(job.id)
             self.wake()
-            self.completer.add(job.id, datetime.now(timezone.utc), outcome.result or {})
+            self.completer.add(job.id, datetime.now(UTC), outcome.result or {})
             logs.event("job.succeeded", job_id=job.id, integration=job.integration_id, kind=job.kind,
                        attempt=job.attempts, duration_ms=duration_ms)
             return
@@ -312,5 +312,5 @@ class Worker:
         self._forget(ids)
 
 
-def _ms(delta: Any) -> float:
+def _ms(delta: timedelta) -> float:
     return round(delta.total_seconds() * 1000, 2)

@@ -170,13 +170,13 @@ SELECT to_regclass('vault.secrets') IS NOT NULL
    AND to_regproc('vault.create_secret') IS NOT NULL
    AND to_regproc('vault.update_secret') IS NOT NULL AS installed;
 
--- name: cli_secret_id
+-- name: secret_id
 SELECT id FROM vault.secrets WHERE name = %(name)s::text;
 
--- name: cli_secret_create
+-- name: secret_create
 SELECT vault.create_secret(%(value)s::text, %(name)s::text, coalesce(%(description)s::text, '')) AS id;
 
--- name: cli_secret_update
+-- name: secret_update
 SELECT vault.update_secret(%(id)s::uuid, %(value)s::text, NULL, %(description)s::text);
 
 -- name: cli_secrets_list
@@ -337,3 +337,28 @@ SELECT pg_try_advisory_xact_lock(hashtext('dispatch.watchdog'));
 -- name: watchdog_tick
 -- Run the tick (and the alert checks) in place of pg_cron, recorded as caller 'watchdog'.
 SELECT set_config('dispatch.tick_caller', 'watchdog', true), dispatch.tick(), dispatch.check_alerts();
+
+-- name: dev_seed_integration
+INSERT INTO dispatch.integrations (id, adapter, config, secret_name)
+VALUES (%(id)s::text, %(adapter)s::text, %(config)s::jsonb, %(id)s::text)
+ON CONFLICT (id) DO UPDATE SET config = EXCLUDED.config, enabled = true;
+
+-- name: dev_seed_schedule
+INSERT INTO dispatch.schedules (integration_id, kind, cron, timezone, payload)
+SELECT %(id)s::text, 'export', '* * * * *', 'Europe/Oslo', %(payload)s::jsonb
+ WHERE NOT EXISTS (SELECT 1 FROM dispatch.schedules WHERE integration_id = %(id)s::text);
+
+-- name: dev_jobs_by_state
+SELECT integration_id, status::text, count(*) FROM dispatch.jobs GROUP BY 1, 2 ORDER BY 1, 2;
+
+-- name: dev_drift
+SELECT count(*),
+       round(coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY drift_seconds), 0)::numeric * 1000, 1),
+       round(coalesce(max(drift_seconds), 0)::numeric * 1000, 1)
+  FROM dispatch.job_drift WHERE started_at IS NOT NULL;
+
+-- name: dev_open_alerts
+SELECT kind, subject, message FROM dispatch.open_alerts ORDER BY raised_at DESC LIMIT 5;
+
+-- name: tick
+SELECT dispatch.tick();

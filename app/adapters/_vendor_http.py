@@ -116,10 +116,20 @@ class LedgerLine(BaseModel):
     description: Annotated[str, Field(max_length=100)] = ""
 
 
-class ExportPayload(BaseModel):
-    """``export``: one balanced voucher for the period, written as one document."""
+class SlotFields(BaseModel):
+    """What dispatch.tick() adds to a scheduled job's payload: the slot and the period it stands for."""
 
     model_config = ConfigDict(extra="forbid")
+
+    slot: datetime | None = None
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    timezone: str | None = None
+    schedule_id: int | None = None
+
+
+class ExportPayload(SlotFields):
+    """``export``: one balanced voucher for the period, written as one document."""
 
     posting_date: date
     period: str | None = None
@@ -134,10 +144,8 @@ class ExportPayload(BaseModel):
         return self
 
 
-class SyncPayload(BaseModel):
+class SyncPayload(SlotFields):
     """``sync``: read everything changed since ``since`` (all when absent)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     since: datetime | None = None
     page_size: Annotated[int | None, Field(ge=1, le=10_000)] = None

@@ -59,7 +59,8 @@ def test_serve__starts_a_future_job_on_time(conn: psycopg.Connection, integratio
 
 def test_two_daemons__never_share_a_job_or_exceed_the_integration_limit(
         conn: psycopg.Connection, daemon_factory: Callable[..., DaemonProcess]) -> None:
-    conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('a', 'noop', 2), ('b', 'noop', 3)")
+    conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) "
+                 "VALUES ('a', 'noop', 2), ('b', 'noop', 3)")
     # Neither daemon alone can fill both integrations' limits (2 + 3), so both work; together
     # they could run 6 at once, so the limits are what holds them back.
     daemons = [daemon_factory(concurrency=3, start=False, DISPATCH_POLL_INTERVAL="0.1") for _ in range(2)]
@@ -128,7 +129,8 @@ def test_retry__honours_retry_after_then_fails_with_an_alert(
         conn: psycopg.Connection, integration: str, daemon_factory: Callable[..., DaemonProcess]) -> None:
     daemon_factory()
     (job_id,) = conn.execute("INSERT INTO dispatch.jobs (integration_id, kind, payload, max_attempts) "
-                             "VALUES ('x', 'sync', '{\"fail\": true, \"retry_after\": 1}', 2) RETURNING id").fetchone() or (0,)
+                             "VALUES ('x', 'sync', '{\"fail\": true, \"retry_after\": 1}', 2) "
+                             "RETURNING id").fetchone() or (0,)
     wait_for(lambda: _status(conn, job_id) == "failed", 20, message="job failed")
     row = conn.execute("SELECT attempts, last_error FROM dispatch.jobs").fetchone()
     assert row is not None and row[0] == 2 and "giving up" in row[1]

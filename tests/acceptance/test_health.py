@@ -76,7 +76,8 @@ def test_circuit__opens_parks_jobs_unspent_and_closes_after_a_trial(
         conn.execute("UPDATE dispatch.integrations SET circuit = 'open' WHERE id = 'p'")
     conn.execute("INSERT INTO dispatch.jobs (integration_id, kind) SELECT 'p', 'sync' FROM generate_series(1, 4)")
     wait_for(lambda: _duty_runs(daemon, "health") >= 3, 10, message="health rounds")
-    assert conn.execute("SELECT count(*), max(attempts) FROM dispatch.jobs WHERE status = 'queued'").fetchone() == (4, 0)
+    queued = conn.execute("SELECT count(*), max(attempts) FROM dispatch.jobs WHERE status = 'queued'").fetchone()
+    assert queued == (4, 0)
     # The wait is over: one trial job half-opens the circuit, its success closes it, the rest drain.
     conn.execute("UPDATE dispatch.integrations SET health_next_probe_at = now() WHERE id = 'p'")
     wait_for(lambda: conn.execute("SELECT count(*) FROM dispatch.jobs WHERE status = 'succeeded'").fetchone() == (4,),
