@@ -24,6 +24,7 @@ from app.db import query
 from app.localdb import ROOT, LocalCluster, free_port
 from app.migrate import upgrade
 
+
 def export_payload(cost_account: str, payable_account: str) -> dict[str, Any]:
     """A small balanced voucher in the vendor's chart of accounts (the emulators check them)."""
     return {"posting_date": "2026-11-30", "description": "integration-dispatch demo export",

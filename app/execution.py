@@ -88,13 +88,13 @@ class Executor:
         cold = getattr(adapter, "uses_http", True) and "_warmed_at" not in ctx.state
         t0 = time.perf_counter()
         try:
-            result = await asyncio.wait_for(adapter.run(ctx), self.job_timeout)
+            result = await self._bounded(adapter.run(ctx))
         except AuthError:
             # Credentials may have been rotated: re-read them once and try again.
             self.credentials.invalidate(ctx.integration.id)
             ctx.credentials = await self._secret(adapter, ctx.integration)
             ctx.state.clear()
-            result = await asyncio.wait_for(adapter.run(ctx), self.job_timeout)
+            result = await self._bounded(adapter.run(ctx))
         if cold:
             # Nothing warmed this integration before the job: its first call paid for the
             # connection (and token). Worth knowing for scheduled exports.
@@ -102,6 +102,11 @@ class Executor:
             logs.event("job.cold_start", job_id=ctx.job_id, integration=ctx.integration.id,
                        ms=round((time.perf_counter() - t0) * 1000, 1))
         return Outcome("succeeded", result=result if isinstance(result, dict) else {"value": result})
+
+    async def _bounded(self, work: Any) -> Any:
+        # asyncio.timeout, not wait_for: no extra task per job on the hot path.
+        async with asyncio.timeout(self.job_timeout):
+            return await work
 
     def _retry_or_fail(self, job: ClaimedJob, error: str, retry_after: float | None,
                        vendor_fault: bool = False) -> Outcome:
