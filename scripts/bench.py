@@ -91,6 +91,11 @@ def wait_until(check: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.01)
 
 
+def add_integration(conn: psycopg.Connection[Any], max_concurrency: int) -> None:
+    conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('bench', 'noop', %s)",
+                 [max_concurrency])
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -104,7 +109,7 @@ def bench_drain(b: Bench, jobs: int = 20_000) -> dict[str, Any]:
     for concurrency in (10, 50):
         url = b.fresh_db()
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('bench', 'noop', 1000)")
+            add_integration(conn, 1000)
             conn.execute("INSERT INTO dispatch.jobs (integration_id, kind) "
                          "SELECT 'bench', 'sync' FROM generate_series(1, %s)", [jobs])
             conn.execute("ANALYZE dispatch.jobs")
@@ -123,7 +128,7 @@ def bench_drain(b: Bench, jobs: int = 20_000) -> dict[str, Any]:
 def bench_pickup(b: Bench, count: int = 300, rate: float = 20.0) -> dict[str, Any]:
     url = b.fresh_db()
     with psycopg.connect(url, autocommit=True) as conn, b.daemon(url, 10):
-        conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('bench', 'noop', 100)")
+        add_integration(conn, 100)
         committed: dict[int, float] = {}
         for _ in range(count):
             row = conn.execute("INSERT INTO dispatch.jobs (integration_id, kind) VALUES ('bench', 'sync') RETURNING id")
@@ -156,7 +161,7 @@ def bench_precision(b: Bench, schedules: int = 100, minutes: int = 2) -> dict[st
     """Slots of `* * * * *` schedules, inserted ahead by the tick's lookahead; started_at - slot."""
     url = b.fresh_db()
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('bench', 'noop', 1000)")
+        add_integration(conn, 1000)
         conn.execute("INSERT INTO dispatch.schedules (integration_id, kind, cron) "
                      "SELECT 'bench', 'sync', '* * * * *' FROM generate_series(1, %s)", [schedules])
         with b.daemon(url, schedules):
@@ -171,39 +176,36 @@ def bench_precision(b: Bench, schedules: int = 100, minutes: int = 2) -> dict[st
     return _dist([float(r[0]) for r in rows], "ms")
 
 
-def bench_tick(b: Bench) -> dict[str, Any]:
+def bench_tick(b: Bench, sizes: tuple[int, ...] = (1_000, 10_000, 100_000), due: int = 1000) -> dict[str, Any]:
+    """Tick duration with `due` schedules due and the rest next year: cost must follow due slots."""
     out = {}
-    for total in (10_000, 100_000):
+    for total in sizes:
         url = b.fresh_db()
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('bench', 'noop', 10)")
-            # 1,000 due within the lookahead, the rest next year: the tick must not touch those.
+            add_integration(conn, 10)
             conn.execute("""INSERT INTO dispatch.schedules (integration_id, kind, cron, next_slot)
-                SELECT 'bench', 'sync', '0 0 1 1 *', CASE WHEN g <= 1000 THEN now() + interval '30 s'
-                       ELSE now() + interval '300 days' END FROM generate_series(1, %s) g""", [total])
-            conn.execute("ANALYZE dispatch.schedules")
+                SELECT 'bench', 'sync', '0 0 1 1 *', CASE WHEN g <= %s THEN now() + interval '30 s'
+                       ELSE now() + interval '300 days' END FROM generate_series(1, %s) g""", [due, total])
+            conn.execute("VACUUM ANALYZE dispatch.schedules")
             t0 = time.perf_counter()
             inserted = conn.execute("SELECT dispatch.tick()").fetchone()
             ms = (time.perf_counter() - t0) * 1000
-        out[f"schedules_{total}"] = {"due": 1000, "inserted": inserted[0] if inserted else None, "ms": round(ms, 1)}
+        out[f"schedules_{total}"] = {"schedules": total, "due": due, "inserted": inserted[0] if inserted else None,
+                                     "ms": round(ms, 1)}
     return out
 
 
-def bench_claim(b: Bench, finished: int = 1_000_000) -> dict[str, Any]:
+def bench_claim(b: Bench, sizes: tuple[int, ...] = (0, 10_000, 100_000, 1_000_000)) -> dict[str, Any]:
+    """Median claim of 50 jobs as finished history grows: the partial index keeps it flat."""
     url = b.fresh_db()
     out: dict[str, Any] = {}
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('bench', 'noop', 1000)")
-        out["empty_history_ms"] = _claim_cost(conn)
-        conn.execute("ALTER TABLE dispatch.jobs DISABLE TRIGGER USER")  # bulk history, no ledger churn
-        conn.execute("""INSERT INTO dispatch.jobs (integration_id, kind, status, scheduled_for, run_after,
-                            started_at, finished_at, attempts, idempotency_key)
-                        SELECT 'bench', 'sync', 'succeeded', now() - interval '1 day', now() - interval '1 day',
-                               now() - interval '1 day', now() - interval '1 day', 1, 'hist:' || g
-                        FROM generate_series(1, %s) g""", [finished])
-        conn.execute("ALTER TABLE dispatch.jobs ENABLE TRIGGER USER")
-        conn.execute("VACUUM ANALYZE dispatch.jobs")
-        out[f"with_{finished}_finished_ms"] = _claim_cost(conn)
+        add_integration(conn, 1000)
+        have = 0
+        for size in sizes:
+            _add_history(conn, have, size)
+            have = size
+            out[f"finished_{size}"] = {"finished_jobs": size, "claim_ms": _claim_cost(conn)}
         plan = conn.execute("EXPLAIN SELECT j.id FROM dispatch.jobs j WHERE j.integration_id = 'bench' "
                             "AND j.status = 'queued' AND j.run_after <= now() "
                             "ORDER BY j.priority, j.run_after, j.id LIMIT 50").fetchall()
@@ -211,10 +213,24 @@ def bench_claim(b: Bench, finished: int = 1_000_000) -> dict[str, Any]:
     return out
 
 
+def _add_history(conn: psycopg.Connection[Any], have: int, size: int) -> None:
+    if size <= have:
+        return
+    conn.execute("ALTER TABLE dispatch.jobs DISABLE TRIGGER USER")  # bulk history, no ledger churn
+    conn.execute("""INSERT INTO dispatch.jobs (integration_id, kind, status, scheduled_for, run_after,
+                        started_at, finished_at, attempts, idempotency_key)
+                    SELECT 'bench', 'sync', 'succeeded', now() - interval '1 day', now() - interval '1 day',
+                           now() - interval '1 day', now() - interval '1 day', 1, 'hist:' || g
+                    FROM generate_series(%s, %s) g""", [have + 1, size])
+    conn.execute("ALTER TABLE dispatch.jobs ENABLE TRIGGER USER")
+    conn.execute("VACUUM ANALYZE dispatch.jobs")
+
+
 def _claim_cost(conn: psycopg.Connection[Any], rounds: int = 50) -> float:
     times = []
     for _ in range(rounds):
-        conn.execute("INSERT INTO dispatch.jobs (integration_id, kind) SELECT 'bench', 'sync' FROM generate_series(1, 50)")
+        conn.execute("INSERT INTO dispatch.jobs (integration_id, kind) "
+                     "SELECT 'bench', 'sync' FROM generate_series(1, 50)")
         t0 = time.perf_counter()
         conn.execute("SELECT count(*) FROM dispatch.claim_jobs('bench-worker', 50, 30)")
         times.append((time.perf_counter() - t0) * 1000)
@@ -233,18 +249,60 @@ BENCHES: dict[str, Callable[[Bench], dict[str, Any]]] = {
 }
 
 
+def write_report(results: dict[str, Any], path: Path) -> None:
+    """docs/benchmarks.md and the growth plot, from one run's results."""
+    plot = path.with_name("benchmarks-growth.png")
+    _plot(results, plot)
+    m = results["machine"]
+    lines = ["# Benchmarks", "", "Regenerate with `scripts/bench --report` (all benchmarks; about 10 minutes).", "",
+             f"Machine: {m['cpus']} CPUs, Python {m['python']}, {m['platform']}, PostgreSQL on the same machine "
+             "(throwaway cluster, default durability). Run at " + m.get("at", "?") + ".", ""]
+    for name, data in results.items():
+        if name == "machine":
+            continue
+        lines += [f"## {name}", "", f"`scripts/bench {name}`", "", "```json", json.dumps(data, indent=2), "```", ""]
+    if plot.exists():
+        lines += ["## Growth", "", f"![claim latency vs finished jobs, tick time vs schedules]({plot.name})", ""]
+    path.write_text("\n".join(lines))
+
+
+def _plot(results: dict[str, Any], out: Path) -> None:
+    if "claim" not in results and "tick" not in results:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    claim = [v for k, v in results.get("claim", {}).items() if k.startswith("finished_")]
+    if claim:
+        axes[0].plot([max(c["finished_jobs"], 1) for c in claim], [c["claim_ms"] for c in claim], marker="o")
+        axes[0].set(xscale="log", xlabel="finished jobs in dispatch.jobs", ylabel="claim of 50 jobs (ms, median)",
+                    title="Claim cost vs history", ylim=(0, None))
+    tick = [v for k, v in results.get("tick", {}).items() if k.startswith("schedules_")]
+    if tick:
+        axes[1].plot([t["schedules"] for t in tick], [t["ms"] for t in tick], marker="o")
+        axes[1].set(xscale="log", xlabel="schedules (1,000 due)", ylabel="dispatch.tick() (ms)",
+                    title="Tick cost vs schedules", ylim=(0, None))
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", default=[], metavar="NAME",
                         help=f"benchmarks to run (default: all of {', '.join(BENCHES)})")
     parser.add_argument("--json-out", type=Path, help="also write the results to this file")
+    parser.add_argument("--report", action="store_true", help="write docs/benchmarks.md and its growth plot")
     args = parser.parse_args()
     unknown = set(args.names) - set(BENCHES)
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(sorted(unknown))}; choose from {', '.join(BENCHES)}")
     b = Bench()
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                           "platform": platform.platform()}}
+                                           "platform": platform.platform(),
+                                           "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}
     for name in args.names or list(BENCHES):
         print(f"running {name} ...", file=sys.stderr)
         results[name] = BENCHES[name](b)
@@ -252,6 +310,8 @@ def main() -> int:
     print(json.dumps(results, indent=2))
     if args.json_out:
         args.json_out.write_text(json.dumps(results, indent=2))
+    if args.report:
+        write_report(results, ROOT / "docs" / "benchmarks.md")
     return 0
 
 
