@@ -49,17 +49,13 @@ class Daemon:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from psycopg_pool import AsyncConnectionPool
-
         from app.credentials.vault import VaultCredentials
 
         s = self.settings
         url = s.require_database_url()
-        kwargs: dict[str, Any] = {"autocommit": True, "application_name": "dispatch-worker"}
-        if not s.dispatch_listen:
-            kwargs["prepare_threshold"] = None  # transaction poolers break prepared statements
-        self.pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            url, min_size=2, max_size=8, open=False, timeout=5.0, kwargs=kwargs, name="dispatch")
+        self.pool = self._pool(url, "dispatch-worker", 2, 8, s.dispatch_worker_synchronous_commit)
+        # Enqueues through the API answer "queued" to a caller: those commits stay durable.
+        self.api_pool = self._pool(url, "dispatch-api", 1, 4, "on")
         self.http = HttpClients()
         self.credentials = VaultCredentials(self.pool, ttl=s.dispatch_credential_ttl)
         retry = RetryPolicy(base=s.dispatch_retry_base, cap=s.dispatch_retry_cap)
@@ -78,6 +74,19 @@ class Daemon:
         self.stop_requested = asyncio.Event()
         self._signals = 0
 
+    def _pool(self, url: str, name: str, min_size: int, max_size: int, synchronous_commit: str) -> Any:
+        from psycopg_pool import AsyncConnectionPool
+
+        kwargs: dict[str, Any] = {"autocommit": True, "application_name": name}
+        if not self.settings.dispatch_listen:
+            kwargs["prepare_threshold"] = None  # transaction poolers break prepared statements
+        if synchronous_commit != "on":
+            # Claims, completions and leases need not wait for the WAL flush: a transition lost
+            # in a database crash is recovered (lease expiry, rescue, the idempotency key).
+            kwargs["options"] = f"-c synchronous_commit={synchronous_commit}"
+        return AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False, timeout=5.0,
+                                   kwargs=kwargs, name=name)
+
     def services(self) -> list[Any]:
         from app.health import HealthMonitor, WarmUp
         from app.services import Heartbeat, LeaseKeeper, Rescuer
@@ -95,7 +104,7 @@ class Daemon:
         from app.api import Api
         from app.http import HealthView, build_app
 
-        api = Api(self.settings, self.pool, self.worker)
+        api = Api(self.settings, self.api_pool, self.worker)
         app = build_app(HealthView(self.worker, self.listener, self.duties), api.routes())
         api.check(app)
         return app
@@ -108,6 +117,7 @@ class Daemon:
         server = make_server(self.http_app(), self.settings.dispatch_http_host, self.port)
         http_task = asyncio.create_task(server.serve(), name="http")
         await self.pool.open(wait=False)
+        await self.api_pool.open(wait=False)
         await self._register()
         self.tasks = [asyncio.create_task(c, name=n) for n, c in [
             ("listener", self.listener.run()), ("worker", self.worker.run()),
@@ -170,6 +180,7 @@ class Daemon:
         await http_task
         await self.http.aclose()
         await self.pool.close()
+        await self.api_pool.close()
         logs.event("daemon.stopped", worker_id=self.worker_id)
 
 
