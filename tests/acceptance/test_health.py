@@ -87,3 +87,22 @@ def test_circuit__opens_parks_jobs_unspent_and_closes_after_a_trial(
     assert conn.execute("SELECT max(attempts) FROM dispatch.jobs WHERE status = 'succeeded'").fetchone() == (1,)
     assert conn.execute("SELECT count(*) FROM dispatch.open_alerts WHERE kind = 'integration_unhealthy'").fetchone() \
         == (0,)
+
+
+def test_export__a_daemon_killed_after_the_vendor_write_leaves_one_document(
+        conn: psycopg.Connection, bc: BusinessCentralEmulator, daemon_factory: Callable[..., DaemonProcess]) -> None:
+    # The write lands at the vendor, then the answer hangs: the daemon dies before it can
+    # record the completion. The rescue's lookup-before-write must find the document.
+    bc.faults.push(match="batch", after=True, delay=60)  # the journal lines' $batch write
+    fast_lease = {"DISPATCH_LEASE_SECONDS": "1.5", "DISPATCH_RESCUE_INTERVAL": "0.3"}
+    victim = daemon_factory(**fast_lease)
+    conn.execute("SELECT dispatch.enqueue('bc', 'export', %s, idempotency_key => 'bc:export:crash')",
+                 [json.dumps(EXPORT_PAYLOAD)])
+    wait_for(lambda: bc.log.count(operation="batch") >= 1, 20, message="the vendor write")
+    victim.kill()
+    daemon_factory(**fast_lease)
+    wait_for(lambda: conn.execute("SELECT status::text FROM dispatch.jobs").fetchone() == ("succeeded",), 30,
+             message="the rescued export succeeded")
+    assert len(bc.documents()) == 1 and bc.log.count(operation="batch") == 1  # written once, never again
+    result = conn.execute("SELECT attempts, result FROM dispatch.jobs").fetchone()
+    assert result is not None and result[0] == 2 and result[1].get("already_exported") is True
