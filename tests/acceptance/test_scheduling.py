@@ -75,3 +75,28 @@ def test_pg_cron__its_own_firing_produces_jobs_started_within_a_second(
             assert set(_tick_callers(conn)) == {"pg_cron"}
         finally:
             daemon.kill()
+
+
+def test_watchdog__takes_over_from_an_unscheduled_pg_cron_job_and_hands_back(
+        cron_db: str, admin_url: str, tmp_path: Path) -> None:
+    job = "dispatch-tick@cron_e2e"
+    with psycopg.connect(admin_url, autocommit=True) as admin, psycopg.connect(cron_db, autocommit=True) as conn:
+        command = admin.execute("SELECT command FROM cron.job WHERE jobname = %s", [job]).fetchone()
+        assert command is not None
+        admin.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = %s", [job])
+        conn.execute("INSERT INTO dispatch.integrations (id, adapter) VALUES ('x', 'noop')")
+        conn.execute("INSERT INTO dispatch.schedules (integration_id, kind, cron) VALUES ('x', 'sync', '* * * * *')")
+        daemon = DaemonProcess(cron_db, tmp_path, DISPATCH_STALL_AFTER="5", DISPATCH_WATCHDOG_INTERVAL="0.5").start()
+        try:
+            wait_for(lambda: "watchdog" in _tick_callers(conn), 30, message="the watchdog ticks")
+            assert conn.execute("SELECT count(*) FROM dispatch.open_alerts WHERE kind = 'scheduler_stalled'")\
+                .fetchone() == (1,)
+            # pg_cron's job comes back; its next minute's tick makes the watchdog stand back.
+            admin.execute("SELECT cron.schedule_in_database(%s, '* * * * *', %s, 'cron_e2e')", [job, command[0]])
+            wait_for(lambda: conn.execute("SELECT count(*) FROM dispatch.alerts WHERE kind = 'scheduler_stalled' "
+                                          "AND resolved_at IS NOT NULL").fetchone() == (1,),
+                     100, interval=0.5, message="the alert resolved after pg_cron's tick")
+            assert "pg_cron" in _tick_callers(conn)
+            assert daemon.events("watchdog.handed_back")
+        finally:
+            daemon.kill()
