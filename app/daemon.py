@@ -8,6 +8,7 @@ release the rest, exit 0. A second signal exits at once.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ from typing import Any
 from app import __version__, logs
 from app.adapters import registry
 from app.db import query
-from app.execution import Executor, HttpClients
+from app.execution import UNREADABLE, Executor, HttpClients
 from app.listener import Listener
 from app.retry import RetryPolicy
 from app.settings import Settings
@@ -38,6 +39,16 @@ def process_age_ms() -> float | None:
         return round((time.time() - started) * 1000, 1)
     except (OSError, ValueError, IndexError, StopIteration):
         return None
+
+
+def safe_json_loads(data: str | bytes) -> Any:
+    """psycopg's JSON loader, except that a document nested deeper than Python's recursion
+    limit becomes a marker the executor fails that one job with, instead of an exception in
+    the claim (which would leave the job claimed by nobody)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        return {UNREADABLE: f"{len(data)} bytes"}
 
 
 @dataclass
@@ -71,6 +82,7 @@ class Daemon:
 
         self.alerts = AlertForwarder(self.pool, self.http, s.alert_webhook_url)
         self.listener = Listener(s.listen_database_url or url, on_jobs=self.worker.wake, enabled=s.dispatch_listen)
+        self.worker.listening = lambda: self.listener.connected
         self.stop_requested = asyncio.Event()
         self._signals = 0
 
@@ -78,8 +90,10 @@ class Daemon:
         from psycopg_pool import AsyncConnectionPool
 
         kwargs: dict[str, Any] = {"autocommit": True, "application_name": name}
-        if not self.settings.dispatch_listen:
-            kwargs["prepare_threshold"] = None  # transaction poolers break prepared statements
+        s = self.settings
+        if not s.dispatch_listen or (s.listen_database_url and s.listen_database_url != s.database_url):
+            # DATABASE_URL is (or may be) a transaction pooler, which breaks prepared statements.
+            kwargs["prepare_threshold"] = None
         if synchronous_commit != "on":
             # Claims, completions and leases need not wait for the WAL flush: a transition lost
             # in a database crash is recovered (lease expiry, rescue, the idempotency key).
@@ -110,8 +124,11 @@ class Daemon:
         return app
 
     async def run(self) -> int:
+        from psycopg.types.json import set_json_loads
+
         from app.http import make_server
 
+        set_json_loads(safe_json_loads)
         self._install_signals()
         self.duties = self.services()
         server = make_server(self.http_app(), self.settings.dispatch_http_host, self.port)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+
+import psycopg
 
 from app import logs
 from app.adapters import Registry
@@ -34,7 +37,21 @@ class Credentials(Protocol):
 
 
 class HealthHook(Protocol):
-    async def job_finished(self, job: ClaimedJob, outcome: Outcome) -> None: ...
+    async def job_finished(self, job: ClaimedJob, outcome: Outcome) -> str | None:
+        """Record the outcome; return the integration's circuit when it changed."""
+        ...
+
+
+CREDENTIAL_DB_ERRORS = (psycopg.OperationalError,)
+
+#: Set by the daemon's JSON loader on a payload nested deeper than Python can read.
+UNREADABLE = "__dispatch_unreadable_json__"
+
+
+def _check_payload(job: ClaimedJob) -> None:
+    if isinstance(job.payload, dict) and UNREADABLE in job.payload:
+        raise PermanentError(f"the payload is nested too deeply to read ({job.payload[UNREADABLE]}); "
+                             "flatten it to at most a few hundred levels")
 
 
 @dataclass
@@ -62,9 +79,14 @@ class Executor:
         try:
             adapter = self.registry.get(job.adapter)
             self._validate_config(adapter, job)
+            _check_payload(job)
             ctx = await self._context(adapter, job)
             secret = ctx.credentials
             outcome = await self._run(adapter, ctx)
+        except CREDENTIAL_DB_ERRORS as exc:
+            # The vault could not be read (the database, not the job): try again, attempt unspent.
+            outcome = Outcome("park", error=f"credentials could not be read: {type(exc).__name__}",
+                              delay=self.retry.delay(1, None))
         except PermanentError as exc:
             outcome = Outcome("failed", error=str(exc))
         except RetryableError as exc:
@@ -75,10 +97,13 @@ class Executor:
         except Exception as exc:  # noqa: BLE001 — an adapter bug must fail the job, not the daemon
             logs.event("job.adapter_crashed", logging.ERROR, job_id=job.id, error_type=type(exc).__name__)
             outcome = self._retry_or_fail(job, f"unexpected {type(exc).__name__}: {exc}", None)
-        outcome.error = redact(outcome.error, secret)
+        outcome.error = redact(outcome.error, secret, self.state.get(job.integration_id))
         if self.health is not None:
             try:
-                await self.health.job_finished(job, outcome)
+                circuit = await self.health.job_finished(job, outcome)
+                if outcome.status == "retry" and circuit == "open":
+                    # The failure opened the circuit: the job waits with the others, attempt refunded.
+                    outcome.status = "park"
             except Exception as exc:  # noqa: BLE001 — health bookkeeping must not change the job's outcome
                 logs.event("health.record_failed", logging.WARNING, integration=job.integration_id,
                            error=f"{type(exc).__name__}: {str(exc)[:200]}")
@@ -181,14 +206,36 @@ def _first_error(exc: Any) -> str:
     return f"{loc}: {err.get('msg')}"
 
 
-def redact(text: str | None, secret: Secret | None) -> str | None:
-    """Remove a secret's value (and each string inside a JSON secret) from a message."""
-    if text is None or secret is None:
+# Authorization values and OAuth fields a vendor may echo back in an error body.
+_ECHOED = re.compile(r"""(?ix)\b(bearer|basic)(\s+)([A-Za-z0-9._~+/=-]{8,})
+                       | \b(access_token|refresh_token|client_secret|password)(["']?\s*[:=]\s*["']?)([^"'&\s,}]+)""")
+
+
+def redact(text: str | None, secret: Secret | None, state: dict[str, Any] | None = None) -> str | None:
+    """Remove credentials from a message: the vault secret (and each string inside a JSON
+    secret), every Secret an adapter derived and keeps in its state (e.g. an OAuth token),
+    and anything that looks like an Authorization value a vendor echoed back."""
+    if text is None:
         return text
-    values = [secret.reveal()]
-    with contextlib.suppress(ValueError):  # a plain-text secret has no parts
-        values += [v for v in secret.json().values() if isinstance(v, str)]
+    values: list[str] = []
+    if secret is not None:
+        values.append(secret.reveal())
+        with contextlib.suppress(ValueError):  # a plain-text secret has no parts
+            values += [v for v in secret.json().values() if isinstance(v, str)]
+    values += [s.reveal() for s in _secrets_in(state or {})]
     for value in sorted(values, key=len, reverse=True):
         if len(value) >= 4:
             text = text.replace(value, "[redacted]")
-    return text
+    return _ECHOED.sub(lambda m: f"{m.group(1) or m.group(4)}{m.group(2) or m.group(5)}[redacted]", text)
+
+
+def _secrets_in(value: Any, depth: int = 0) -> list[Secret]:
+    if isinstance(value, Secret):
+        return [value]
+    if depth > 3:
+        return []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _secrets_in(v, depth + 1)]
+    if hasattr(value, "__dataclass_fields__"):
+        return [s for name in value.__dataclass_fields__ for s in _secrets_in(getattr(value, name), depth + 1)]
+    return []

@@ -60,28 +60,35 @@ class Health:
         self.pool, self.registry, self.policy = pool, registry, policy
         self._known_ok: set[str] = set()  # integrations last recorded healthy: successes cost nothing
 
-    async def job_finished(self, job: ClaimedJob, outcome: Outcome) -> None:
+    async def job_finished(self, job: ClaimedJob, outcome: Outcome) -> str | None:
+        """Record a job's verdict on its integration; return the circuit when it was recorded."""
         if outcome.status == "succeeded":
             # A trial job (circuit not closed when claimed) always reports; otherwise only news does.
             if job.circuit != "closed" or job.integration_id not in self._known_ok:
-                await self.record(job.integration_id, ok=True, error=None, latency_ms=None, from_job=True)
+                return await self.record(job.integration_id, ok=True, error=None, latency_ms=None, from_job=True)
         elif outcome.vendor_fault:
-            await self.record(job.integration_id, ok=False, error=outcome.error, latency_ms=None, from_job=True)
+            # A job that failed for good marks the integration unhealthy at once; retries count up.
+            threshold = 1 if outcome.status == "failed" else None
+            return await self.record(job.integration_id, ok=False, error=outcome.error, latency_ms=None,
+                                     from_job=True, threshold=threshold)
+        return None
 
     async def record(self, integration_id: str, ok: bool, error: str | None, latency_ms: float | None,
-                     from_job: bool = False, failures_before: int | None = None) -> None:
+                     from_job: bool = False, failures_before: int | None = None,
+                     threshold: int | None = None) -> str | None:
         # A job failure sets the half-open wait (passive); a probe result sets the next probe.
         next_probe = None if ok and from_job else self.policy.next_probe(
             0 if ok else (failures_before if failures_before is not None else 0))
         params = {"id": integration_id, "ok": ok, "error": (error or "")[:500], "latency_ms": latency_ms,
-                  "threshold": self.policy.failure_threshold, "next_probe_s": next_probe}
+                  "threshold": threshold or self.policy.failure_threshold, "next_probe_s": next_probe}
         async with self.pool.connection() as conn:
             row = await (await conn.execute(query("health_record"), params)).fetchone()
             if row is None:
-                return
+                return None
             status, circuit, failures = row
             await self._alert(conn, integration_id, status, circuit, failures, error)
         (self._known_ok.add if status == "healthy" else self._known_ok.discard)(integration_id)
+        return str(circuit)
 
     async def _alert(self, conn: Any, integration_id: str, status: str, circuit: str, failures: int,
                      error: str | None) -> None:

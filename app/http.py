@@ -37,16 +37,14 @@ class HealthView:
         reasons = []
         if not self.worker.db.ok:
             reasons.append(f"database unreachable: {self.worker.db.error}")
-        if self.listener.enabled and not self.listener.connected:
-            reasons.append(f"listener disconnected: {self.listener.last_error or 'connecting'}")
         if self.worker.stopping:
             reasons.append("shutting down")
-        listener = ("connected" if self.listener.connected else "disconnected") if self.listener.enabled \
-            else "disabled (polling only)"
+        # Without LISTEN the daemon still works: it polls every second. Degraded, not down.
+        degraded = self.listener.enabled and not self.listener.connected
         body: dict[str, Any] = {
-            "status": "ok" if not reasons else "unavailable",
+            "status": "unavailable" if reasons else "degraded" if degraded else "ok",
             "database": self.worker.db.ok,
-            "listener": listener,
+            "listener": self._listener(),
             "in_flight": len(self.worker.inflight),
             "worker_id": self.worker.config.worker_id,
             "version": __version__,
@@ -55,6 +53,14 @@ class HealthView:
         if reasons:
             body["reasons"] = reasons
         return (200 if not reasons else 503), body
+
+    def _listener(self) -> str:
+        if not self.listener.enabled:
+            return f"disabled (polling only, every {self.worker.poll_interval():g} s)"
+        if self.listener.connected:
+            return "connected"
+        return (f"disconnected, polling every {self.worker.poll_interval():g} s meanwhile: "
+                f"{self.listener.last_error or 'connecting'}")
 
     async def endpoint(self, request: Request) -> JSONResponse:
         status, body = self.report()

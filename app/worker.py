@@ -96,8 +96,9 @@ class Completer:
     """Writes successes in batches: one UPDATE for everything finished since the last write."""
 
     def __init__(self, pool: AsyncConnectionPool[Any], db: DbState, worker_id: str,
-                 on_done: Callable[[list[int], list[int]], None]) -> None:
+                 on_done: Callable[[list[int], list[int]], None], forget: Callable[[int], None]) -> None:
         self._pool, self._db, self._worker_id, self._on_done = pool, db, worker_id, on_done
+        self._forget_one = forget
         self._pending: list[tuple[int, datetime, Any]] = []
         self._ready = asyncio.Event()
         self._lock = asyncio.Lock()  # one write at a time; a final flush waits for the current one
@@ -126,9 +127,31 @@ class Completer:
             cur = await conn.execute(query("complete_jobs"), params)
             return {row[0] for row in await cur.fetchall()}
 
-        written = await with_retry(self._pool, self._db, write)
+        try:
+            written = await with_retry(self._pool, self._db, write)
+        except psycopg.Error as exc:
+            # The database refused the batch (e.g. a result it cannot store, such as a NUL
+            # character in JSON): write the rows one by one so one bad row fails only its job.
+            if len(batch) == 1:
+                await self._refuse(batch[0][0], exc)
+                return self._on_done([], [])
+            for item in batch:
+                await self._write([item])
+            return
         lost = [b[0] for b in batch if b[0] not in written]
         self._on_done(sorted(written), lost)
+
+    async def _refuse(self, job_id: int, exc: psycopg.Error) -> None:
+        error = (f"the job succeeded but its result could not be stored: {type(exc).__name__}: "
+                 f"{str(exc).splitlines()[0][:200]}; the adapter must return plain JSON")
+        params = {"id": job_id, "worker": self._worker_id, "error": error}
+
+        async def write(conn: Any) -> None:
+            await conn.execute(query("fail_job"), params)
+
+        await with_retry(self._pool, self._db, write)
+        logs.event("job.failed", logging.ERROR, job_id=job_id, error=error)
+        self._forget_one(job_id)
 
 
 class Worker:
@@ -142,10 +165,12 @@ class Worker:
         # renews them) but no longer using a local slot, so claims overlap with writes.
         self.unflushed: set[int] = set()
         self.jobs: dict[int, ClaimedJob] = {}
-        self.completer = Completer(pool, self.db, config.worker_id, self._completed)
+        self.completer = Completer(pool, self.db, config.worker_id, self._completed,
+                                   lambda job_id: self._forget([job_id]))
         self.stopping = False
         self._wake = asyncio.Event()
         self._min_batch = max(1, config.concurrency // 4)
+        self.listening: Callable[[], bool] = lambda: True  # the daemon points this at its listener
         self.claimed_total = 0
 
     # -- the loop
@@ -177,7 +202,7 @@ class Worker:
         except DB_ERRORS as exc:
             self.db.down(exc)
             return 0.5
-        except psycopg.Error as exc:  # e.g. a schema older than this code: say so, keep going
+        except Exception as exc:  # noqa: BLE001 — e.g. a schema older than this code: say so, keep going
             logs.event("worker.claim_failed", logging.ERROR, error=f"{type(exc).__name__}: {str(exc)[:300]}")
             return self.config.poll_interval
         if claimed == free:
@@ -203,11 +228,15 @@ class Worker:
         except DB_ERRORS as exc:
             self.db.down(exc)
             return 0.5
-        poll = self.config.poll_interval
+        poll = self.poll_interval()
         if row is None or row[0] is None:
             return poll
         wait: float = (row[0] - datetime.now(UTC)).total_seconds()
         return min(poll, max(wait + 0.001, 0.0))
+
+    def poll_interval(self) -> float:
+        """The configured interval; at most one second while no NOTIFY can wake us."""
+        return self.config.poll_interval if self.listening() else min(self.config.poll_interval, 1.0)
 
     # -- one job
     def _start(self, job: ClaimedJob) -> None:

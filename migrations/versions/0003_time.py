@@ -478,7 +478,9 @@ BEGIN
                                                'period_end', dispatch.slot_iso(p.slot),
                                                'timezone', p.timezone, 'schedule_id', p.id),
                p.priority, coalesce(p.max_attempts, 5), p.slot, p.slot, p.key, 'cron', p.id
-        FROM plan p JOIN reserved r ON r.key = p.key
+        -- Two schedules of one integration and kind that share a slot share its key: one job
+        -- (the older schedule's) is that slot's one effect.
+        FROM (SELECT DISTINCT ON (p.key) p.* FROM plan p JOIN reserved r ON r.key = p.key ORDER BY p.key, p.id) p
         ORDER BY p.slot, p.id
         RETURNING 1
     ), alerted AS (

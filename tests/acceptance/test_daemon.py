@@ -134,7 +134,9 @@ def test_retry__honours_retry_after_then_fails_with_an_alert(
     wait_for(lambda: _status(conn, job_id) == "failed", 20, message="job failed")
     row = conn.execute("SELECT attempts, last_error FROM dispatch.jobs").fetchone()
     assert row is not None and row[0] == 2 and "giving up" in row[1]
-    assert conn.execute("SELECT kind FROM dispatch.open_alerts").fetchall() == [("job_failed",)]
+    # The job failed for good on a vendor error: the job alerts, and (passive health) so does its integration.
+    kinds = {r[0] for r in conn.execute("SELECT kind FROM dispatch.open_alerts").fetchall()}
+    assert kinds == {"job_failed", "integration_unhealthy"}
 
 
 def test_retry__backoff_follows_the_policy(conn: psycopg.Connection, integration: str,
@@ -188,8 +190,25 @@ def test_health__503_with_the_reason_while_the_database_is_away(
     try:
         def unavailable() -> bool:
             r = daemon.health()
-            return r is not None and r.status_code == 503 and "listener disconnected" in " ".join(r.json()["reasons"])
+            return r is not None and r.status_code == 503 and "database unreachable" in " ".join(r.json()["reasons"])
         wait_for(unavailable, 30, message="/health 503")
     finally:
         pg_cluster.ensure()
     daemon.wait_healthy(30)
+
+
+def test_listener_loss__health_says_degraded_and_jobs_still_run_by_polling(
+        conn: psycopg.Connection, integration: str, daemon_factory: Callable[..., DaemonProcess]) -> None:
+    daemon = daemon_factory(DISPATCH_POLL_INTERVAL="30")
+    # Keep terminating the listener's session: LISTEN is unavailable, the daemon must poll.
+    def listener_down() -> bool:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE application_name = 'dispatch-listener' AND datname = current_database()")
+        r = daemon.health()
+        return r is not None and r.json()["status"] == "degraded"
+    wait_for(listener_down, 20, message="/health degraded")
+    body = daemon.health().json()  # type: ignore[union-attr]
+    assert daemon.health().status_code == 200  # type: ignore[union-attr]
+    assert body["listener"].startswith("disconnected, polling every 1 s")
+    (job_id,) = _insert(conn, 1)
+    wait_for(lambda: _status(conn, job_id) == "succeeded", 10, message="the job ran by polling")

@@ -180,3 +180,14 @@ def test_tick__watchdog_caller_is_recorded(conn: psycopg.Connection, integration
     conn.execute("SET dispatch.tick_caller = 'watchdog'")
     _tick(conn, T0)
     assert conn.execute("SELECT last_caller FROM dispatch.scheduler_status").fetchone() == ("watchdog",)
+
+
+def test_tick__two_schedules_sharing_a_slot_make_one_job(conn: psycopg.Connection, integration: str) -> None:
+    conn.execute("INSERT INTO dispatch.schedules (integration_id, kind, cron, next_slot) VALUES "
+                 "('x', 'sync', '*/5 * * * *', '2026-03-01 10:00Z'), ('x', 'sync', '*/10 * * * *', '2026-03-01 10:00Z')")
+    inserted = conn.execute("SELECT dispatch.tick('2026-03-01 10:00:30Z')").fetchone()
+    assert inserted == (1,)
+    assert conn.execute("SELECT idempotency_key, schedule_id = (SELECT min(id) FROM dispatch.schedules) "
+                        "FROM dispatch.jobs").fetchall() == [("x:sync:2026-03-01T10:00:00Z", True)]
+    assert conn.execute("SELECT count(*) FROM dispatch.schedules WHERE next_slot > '2026-03-01 10:00Z'").fetchone() \
+        == (2,)
