@@ -22,6 +22,7 @@ from app.adapters import Registry
 from app.adapters.base import Integration
 from app.db import query
 from app.errors import DispatchError
+from app.execution import redact
 from app.services import Service
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ class HealthMonitor(Service):
         if won is None:
             return 0  # another daemon reserved it
         t0 = time.perf_counter()
+        ctx = None
         try:
             adapter = self.health.registry.get(adapter_name)
             ctx = await self.executor.probe_context(adapter, Integration(integration_id, adapter_name, config,
@@ -139,7 +141,8 @@ class HealthMonitor(Service):
             await asyncio.wait_for(adapter.probe(ctx), 60)
             ok, error = True, None
         except Exception as exc:  # noqa: BLE001 — any failure is a failed probe, recorded with its reason
-            ok, error = False, f"{type(exc).__name__}: {exc}"[:500]
+            ok, error = False, (redact(f"{type(exc).__name__}: {exc}", ctx.credentials if ctx else None,
+                                       self.executor.state.get(integration_id)) or "")[:500]
         latency = round((time.perf_counter() - t0) * 1000, 1)
         await self.health.record(integration_id, ok, error, latency, failures_before=0 if ok else failures + 1)
         logs.event("health.probed", logging.INFO if ok else logging.WARNING, integration=integration_id,
@@ -176,7 +179,7 @@ class WarmUp(Service):
             await asyncio.wait_for(adapter.warm_up(ctx), 30)
         except Exception as exc:  # noqa: BLE001 — a failed warm-up only means the job pays the cost itself
             logs.event("warm_up.failed", logging.WARNING, integration=integration.id,
-                       error=f"{type(exc).__name__}: {exc}"[:300])
+                       error=(redact(f"{type(exc).__name__}: {exc}", None, state) or "")[:300])
             return 0
         state["_warmed_at"] = time.monotonic()
         logs.event("warm_up.done", integration=integration.id, ms=round((time.perf_counter() - t0) * 1000, 1))

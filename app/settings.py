@@ -34,7 +34,6 @@ class Settings(BaseSettings):
     dispatch_lease_seconds: float = Field(30.0, gt=0)
     dispatch_shutdown_grace: float = Field(20.0, ge=0)
     dispatch_rescue_interval: float = Field(10.0, gt=0)
-    dispatch_max_attempts: int = Field(5, ge=1)
     dispatch_retry_base: float = Field(2.0, gt=0)
     dispatch_retry_cap: float = Field(600.0, gt=0)
     dispatch_credential_ttl: float = Field(60.0, ge=0)

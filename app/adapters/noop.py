@@ -21,14 +21,14 @@ class NoopAdapter:
     uses_http: ClassVar[bool] = False
 
     async def run(self, ctx: JobContext) -> dict[str, Any]:
-        sleep_ms = ctx.payload.get("sleep_ms")
+        sleep_ms = _seconds(ctx.payload, "sleep_ms")
         if sleep_ms:
-            await asyncio.sleep(float(sleep_ms) / 1000)
+            await asyncio.sleep(sleep_ms / 1000)
         fail = ctx.payload.get("fail")
         if fail == "permanent":
             raise PermanentError("noop asked to fail permanently (payload.fail = 'permanent')")
         if fail:
-            raise RetryableError("noop asked to fail (payload.fail)", retry_after=ctx.payload.get("retry_after"))
+            raise RetryableError("noop asked to fail (payload.fail)", retry_after=_seconds(ctx.payload, "retry_after"))
         return {"ok": True}
 
     async def probe(self, ctx: ProbeContext) -> None:
@@ -36,3 +36,16 @@ class NoopAdapter:
 
     async def warm_up(self, ctx: ProbeContext) -> None:
         return None
+
+
+def _seconds(payload: dict[str, Any], field: str) -> float | None:
+    value = payload.get(field)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise PermanentError(f"invalid noop payload: {field} must be a number, got {type(value).__name__}") from None
+    if not 0 <= number <= 86_400_000:
+        raise PermanentError(f"invalid noop payload: {field} must be between 0 and 86400000")
+    return number

@@ -184,7 +184,8 @@ def test_tick__watchdog_caller_is_recorded(conn: psycopg.Connection, integration
 
 def test_tick__two_schedules_sharing_a_slot_make_one_job(conn: psycopg.Connection, integration: str) -> None:
     conn.execute("INSERT INTO dispatch.schedules (integration_id, kind, cron, next_slot) VALUES "
-                 "('x', 'sync', '*/5 * * * *', '2026-03-01 10:00Z'), ('x', 'sync', '*/10 * * * *', '2026-03-01 10:00Z')")
+                 "('x', 'sync', '*/5 * * * *', '2026-03-01 10:00Z'), "
+                 "('x', 'sync', '*/10 * * * *', '2026-03-01 10:00Z')")
     inserted = conn.execute("SELECT dispatch.tick('2026-03-01 10:00:30Z')").fetchone()
     assert inserted == (1,)
     assert conn.execute("SELECT idempotency_key, schedule_id = (SELECT min(id) FROM dispatch.schedules) "
