@@ -46,7 +46,9 @@ def cmd_db(args: argparse.Namespace) -> int:
         migrate.upgrade(url, args.revision or "head", pg_cron=not args.no_pg_cron)
     elif args.action == "downgrade":
         migrate.downgrade(url, args.revision or "base", pg_cron=not args.no_pg_cron)
-    print(json.dumps({"database": _redact_url(url), "revision": migrate.current(url)}))
+    current, head = migrate.current(url), migrate.head()
+    print(json.dumps({"database": _redact_url(url), "revision": current, "head": head,
+                      "up_to_date": current == head}))
     return 0
 
 

@@ -74,7 +74,8 @@ class Daemon:
 
         self.health = Health(self.pool, registry, HealthPolicy(base_interval=s.dispatch_probe_interval))
         self.executor = Executor(registry, self.credentials, self.http, retry=retry,
-                                 default_secret_name=s.vault_secret_name, health=self.health)
+                                 default_secret_name=s.vault_secret_name, health=self.health,
+                                 last_cursor=self._last_cursor)
         self.worker = Worker(self.pool, self.executor, WorkerConfig(
             worker_id=self.worker_id, concurrency=self.concurrency, poll_interval=s.dispatch_poll_interval,
             lease_seconds=s.dispatch_lease_seconds, retry=retry))
@@ -85,6 +86,12 @@ class Daemon:
         self.worker.listening = lambda: self.listener.connected
         self.stop_requested = asyncio.Event()
         self._signals = 0
+
+    async def _last_cursor(self, integration_id: str, kind: str) -> str | None:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(query("last_sync_cursor"),
+                                            {"integration_id": integration_id, "kind": kind})).fetchone()
+        return str(row[0]) if row and row[0] else None
 
     def _pool(self, url: str, name: str, min_size: int, max_size: int, synchronous_commit: str) -> Any:
         from psycopg_pool import AsyncConnectionPool

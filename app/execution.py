@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
@@ -73,6 +74,8 @@ class Executor:
     job_timeout: float = 300.0
     state: dict[str, dict[str, Any]] = field(default_factory=dict)
     health: HealthHook | None = None
+    #: Where the last successful sync stopped (integration, kind) -> cursor; the daemon reads the ledger.
+    last_cursor: Callable[[str, str], Awaitable[str | None]] | None = None
 
     async def execute(self, job: ClaimedJob) -> Outcome:
         secret: Secret | None = None
@@ -156,12 +159,19 @@ class Executor:
     async def _context(self, adapter: Any, job: ClaimedJob) -> JobContext:
         integration = Integration(job.integration_id, job.adapter, job.config, job.secret_name)
         return JobContext(
-            job_id=job.id, integration=integration, kind=job.kind, payload=job.payload,
+            job_id=job.id, integration=integration, kind=job.kind, payload=await self._payload(job),
             idempotency_key=job.idempotency_key, attempt=job.attempts, scheduled_for=job.scheduled_for,
             credentials=await self._secret(adapter, integration),
             http=self.http.get() if getattr(adapter, "uses_http", True) else None,  # type: ignore[arg-type]
             state=self.state.setdefault(job.integration_id, {}),
         )
+
+    async def _payload(self, job: ClaimedJob) -> dict[str, Any]:
+        """A sync without its own ``since`` continues where the last successful one stopped."""
+        if job.kind != "sync" or "since" in job.payload or self.last_cursor is None:
+            return job.payload
+        cursor = await self.last_cursor(job.integration_id, job.kind)
+        return {**job.payload, "since": cursor} if cursor else job.payload
 
     async def probe_context(self, adapter: Any, integration: Integration) -> ProbeContext:
         return ProbeContext(integration=integration, credentials=await self._secret(adapter, integration),

@@ -97,7 +97,10 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 def build_app(health: HealthView, extra_routes: Sequence[BaseRoute] | None = None) -> Starlette:
     routes = [Route("/health", health.endpoint, methods=["GET"]), *(extra_routes or [])]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error})
+    # An API answers the path it is asked, with JSON; no redirects to a slash-less twin.
+    app.router.redirect_slashes = False
+    return app
 
 
 def make_server(app: Starlette, host: str, port: int) -> uvicorn.Server:

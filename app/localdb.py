@@ -42,6 +42,12 @@ class Server:
 
 
 def _sharedir(server: Server) -> Path:
+    """The server's share directory: its own pg_config says; Debian's layout otherwise."""
+    pg_config = server.bindir / "pg_config"
+    if pg_config.exists():
+        out = subprocess.run([str(pg_config), "--sharedir"], capture_output=True, text=True)
+        if out.returncode == 0 and out.stdout.strip():
+            return Path(out.stdout.strip())
     return Path(f"/usr/share/postgresql/{server.major}")
 
 

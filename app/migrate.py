@@ -25,6 +25,13 @@ def downgrade(url: str, revision: str = "base", pg_cron: bool = True) -> None:
     command.downgrade(_config(url, pg_cron), revision)
 
 
+def head() -> str | None:
+    """The newest revision the code ships."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_config("", False)).get_current_head()
+
+
 def current(url: str) -> str | None:
     import psycopg
 

@@ -243,9 +243,19 @@ def _dist(values: list[float], unit: str) -> dict[str, Any]:
             "max": round(max(values), 2)}
 
 
+def bench_load(b: Bench, jobs: int = 100_000) -> dict[str, Any]:
+    """scripts/load.py: 100,000 jobs, 200 integrations, 4 daemons, exactly-once accounting."""
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "load.py"), "--jobs", str(jobs), "--durable"],
+                         cwd=ROOT, capture_output=True, text=True, check=False)
+    try:
+        return dict(json.loads(out.stdout))
+    except ValueError:
+        return {"error": (out.stderr or out.stdout)[-2000:]}
+
+
 BENCHES: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "drain": bench_drain, "pickup": bench_pickup, "cold_start": bench_cold_start,
-    "tick": bench_tick, "claim": bench_claim, "precision": bench_precision,
+    "tick": bench_tick, "claim": bench_claim, "precision": bench_precision, "load": bench_load,
 }
 
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test: `serve` against the local cluster; GET /health and a signed POST /dispatch must
 # both answer 200 with JSON, and the dispatched job must complete. Exits non-zero on failure.
+# Against a deployed daemon instead: SMOKE_URL=https://... SUPABASE_SERVICE_ROLE_KEY=<jwt>
+# SMOKE_INTEGRATION=<an integration with a noop-safe kind> scripts/smoke-test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -13,22 +15,28 @@ work=$(mktemp -d); log="$work/daemon.log"
 cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-url=$("$PY" -m app.localdb start)
-"$PY" -m app --database-url "$url" db upgrade >/dev/null
-psql_exec() { "$PY" -c "import psycopg,sys; psycopg.connect(sys.argv[1], autocommit=True).execute(sys.argv[2])" "$url" "$1"; }
-psql_exec "INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('smoke', 'noop', 5) ON CONFLICT (id) DO UPDATE SET enabled = true, circuit = 'closed'"
-
-export DATABASE_URL="$url"
-export SUPABASE_JWT_SECRET; SUPABASE_JWT_SECRET=$("$PY" -c "import secrets; print(secrets.token_urlsafe(32))")
-token=$("$PY" -c "from app.auth import mint_token; import os; print(mint_token(os.environ['SUPABASE_JWT_SECRET']))")
-port=$("$PY" -c "from app.localdb import free_port; print(free_port())")
-base="http://127.0.0.1:$port"
-
-"$PY" -m app serve --port "$port" >"$log" 2>&1 & pid=$!
+integration=${SMOKE_INTEGRATION:-smoke}
+if [ -n "${SMOKE_URL:-}" ]; then
+  # A deployed daemon: the service_role key is the bearer token, as the CLI and clients send it.
+  base=${SMOKE_URL%/}
+  token=${SUPABASE_SERVICE_ROLE_KEY:?set SUPABASE_SERVICE_ROLE_KEY to smoke-test $SMOKE_URL}
+else
+  url=$("$PY" -m app.localdb start)
+  "$PY" -m app --database-url "$url" db upgrade >/dev/null
+  psql_exec() { "$PY" -c "import psycopg,sys; psycopg.connect(sys.argv[1], autocommit=True).execute(sys.argv[2])" "$url" "$1"; }
+  psql_exec "INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('smoke', 'noop', 5) ON CONFLICT (id) DO UPDATE SET enabled = true, circuit = 'closed'"
+  export DATABASE_URL="$url"
+  # Locally, as `dev` does, the service_role key is minted from a throwaway JWT secret.
+  export SUPABASE_JWT_SECRET; SUPABASE_JWT_SECRET=$("$PY" -c "import secrets; print(secrets.token_urlsafe(32))")
+  token=$("$PY" -c "from app.auth import mint_token; import os; print(mint_token(os.environ['SUPABASE_JWT_SECRET']))")
+  port=$("$PY" -c "from app.localdb import free_port; print(free_port())")
+  base="http://127.0.0.1:$port"
+  "$PY" -m app serve --port "$port" >"$log" 2>&1 & pid=$!
+fi
 for _ in $(seq 1 300); do
   code=$(curl -s -o "$work/health.json" -w '%{http_code}' "$base/health" || true)
   [ "$code" = 200 ] && break
-  kill -0 "$pid" 2>/dev/null || fail "the daemon exited"
+  [ -z "${pid:-}" ] || kill -0 "$pid" 2>/dev/null || fail "the daemon exited"
   sleep 0.1
 done
 [ "$code" = 200 ] || fail "GET /health answered $code"
@@ -38,7 +46,7 @@ echo "smoke: GET /health 200 $(cat "$work/health.json")"
 key="smoke-$(date +%s%N)"
 code=$(curl -s -o "$work/dispatch.json" -w '%{http_code}' -X POST "$base/dispatch" \
   -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-  -d "{\"integration_id\": \"smoke\", \"kind\": \"sync\", \"payload\": {}, \"idempotency_key\": \"$key\"}")
+  -d "{\"integration_id\": \"$integration\", \"kind\": \"sync\", \"payload\": {}, \"idempotency_key\": \"$key\"}")
 [ "$code" = 200 ] || fail "POST /dispatch answered $code: $(cat "$work/dispatch.json")"
 job=$(json "d['job_id']" < "$work/dispatch.json") || fail "POST /dispatch body is not JSON with job_id"
 echo "smoke: POST /dispatch 200 $(cat "$work/dispatch.json")"

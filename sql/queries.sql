@@ -335,8 +335,9 @@ SELECT (SELECT max(started_at) FROM dispatch.tick_runs WHERE caller = 'pg_cron')
 SELECT pg_try_advisory_xact_lock(hashtext('dispatch.watchdog'));
 
 -- name: watchdog_tick
--- Run the tick (and the alert checks) in place of pg_cron, recorded as caller 'watchdog'.
-SELECT set_config('dispatch.tick_caller', 'watchdog', true), dispatch.tick(), dispatch.check_alerts();
+-- Run the tick and the maintenance duty (rescue, retention, alert checks) in place of pg_cron,
+-- recorded as caller 'watchdog'.
+SELECT set_config('dispatch.tick_caller', 'watchdog', true), dispatch.tick(), dispatch.maintain();
 
 -- name: dev_seed_integration
 INSERT INTO dispatch.integrations (id, adapter, config, secret_name)
@@ -362,3 +363,11 @@ SELECT kind, subject, message FROM dispatch.open_alerts ORDER BY raised_at DESC 
 
 -- name: tick
 SELECT dispatch.tick();
+
+-- name: last_sync_cursor
+-- Where the last successful sync of this integration and kind stopped. From the ledger, which
+-- keeps results after the jobs themselves are pruned.
+SELECT result->>'cursor' FROM dispatch.idempotency_keys
+ WHERE integration_id = %(integration_id)s::text AND kind = %(kind)s::text AND state = 'succeeded'
+   AND result ? 'cursor'
+ ORDER BY updated_at DESC LIMIT 1;

@@ -883,6 +883,9 @@ CREATE FUNCTION dispatch.maintain(now timestamp with time zone DEFAULT now()) RE
 BEGIN
     DELETE FROM dispatch.tick_runs
      WHERE started_at < maintain.now - make_interval(days => dispatch.setting('tick_runs_retention_days', '7')::integer);
+    -- Crashed daemons' jobs come back even when no daemon is running to rescue them.
+    PERFORM dispatch.rescue_expired_leases();
+    PERFORM dispatch.prune_jobs(make_interval(days => dispatch.setting('job_retention_days', '30')::integer));
     RETURN dispatch.check_alerts(maintain.now);
 END $$;
 
@@ -891,7 +894,31 @@ END $$;
 -- Name: FUNCTION maintain(now timestamp with time zone); Type: COMMENT; Schema: dispatch; Owner: -
 --
 
-COMMENT ON FUNCTION dispatch.maintain(now timestamp with time zone) IS 'the per-minute pg_cron duty: alert checks, tick_runs retention';
+COMMENT ON FUNCTION dispatch.maintain(now timestamp with time zone) IS 'the per-minute pg_cron duty: lease rescue, job and tick_runs retention, alert checks';
+
+
+--
+-- Name: prune_jobs(interval, integer); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.prune_jobs(p_older_than interval, p_limit integer DEFAULT 10000) RETURNS integer
+    LANGUAGE sql
+    AS $$
+    WITH old AS (
+        SELECT id FROM dispatch.jobs
+        WHERE finished_at < clock_timestamp() - p_older_than AND status IN ('succeeded', 'failed', 'cancelled')
+        ORDER BY finished_at LIMIT p_limit
+        FOR UPDATE SKIP LOCKED
+    ), gone AS (DELETE FROM dispatch.jobs j USING old WHERE j.id = old.id RETURNING 1)
+    SELECT count(*)::integer FROM gone
+$$;
+
+
+--
+-- Name: FUNCTION prune_jobs(p_older_than interval, p_limit integer); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.prune_jobs(p_older_than interval, p_limit integer) IS 'delete finished jobs older than p_older_than (at most p_limit); the idempotency ledger is kept';
 
 
 --
@@ -1903,6 +1930,13 @@ CREATE INDEX alerts_unnotified_idx ON dispatch.alerts USING btree (id) WHERE (no
 
 
 --
+-- Name: idempotency_keys_latest_idx; Type: INDEX; Schema: dispatch; Owner: -
+--
+
+CREATE INDEX idempotency_keys_latest_idx ON dispatch.idempotency_keys USING btree (integration_id, kind, updated_at DESC) WHERE (state = 'succeeded'::text);
+
+
+--
 -- Name: idempotency_keys_period_idx; Type: INDEX; Schema: dispatch; Owner: -
 --
 
@@ -2154,6 +2188,13 @@ GRANT ALL ON FUNCTION dispatch.jobs_terminal() TO dispatch_worker;
 --
 
 GRANT SELECT,INSERT,UPDATE ON TABLE dispatch.tick_runs TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION prune_jobs(p_older_than interval, p_limit integer); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.prune_jobs(p_older_than interval, p_limit integer) TO dispatch_worker;
 
 
 --

@@ -376,7 +376,8 @@ INSERT INTO dispatch.settings (key, value, description) VALUES
     ('catch_up_grace_seconds', '120', 'a slot at most this late is on time and runs under every catch-up policy'),
     ('drift_alert_seconds', '300', 'a job started this long after its slot raises a drift alert'),
     ('overdue_alert_seconds', '300', 'a queued job this long past run_after raises an overdue alert'),
-    ('tick_runs_retention_days', '7', 'dispatch.maintain() deletes older tick_runs rows')
+    ('tick_runs_retention_days', '7', 'dispatch.maintain() deletes older tick_runs rows'),
+    ('job_retention_days', '30', 'dispatch.maintain() deletes finished jobs older than this; the ledger keeps their keys')
 ON CONFLICT (key) DO NOTHING;
 
 CREATE FUNCTION dispatch.slot_iso(p_slot timestamptz) RETURNS text LANGUAGE sql IMMUTABLE AS $$
@@ -615,9 +616,12 @@ LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM dispatch.tick_runs
      WHERE started_at < maintain.now - make_interval(days => dispatch.setting('tick_runs_retention_days', '7')::integer);
+    -- Crashed daemons' jobs come back even when no daemon is running to rescue them.
+    PERFORM dispatch.rescue_expired_leases();
+    PERFORM dispatch.prune_jobs(make_interval(days => dispatch.setting('job_retention_days', '30')::integer));
     RETURN dispatch.check_alerts(maintain.now);
 END $$;
-COMMENT ON FUNCTION dispatch.maintain IS 'the per-minute pg_cron duty: alert checks, tick_runs retention';
+COMMENT ON FUNCTION dispatch.maintain IS 'the per-minute pg_cron duty: lease rescue, job and tick_runs retention, alert checks';
 
 CREATE VIEW dispatch.drift_report AS
 SELECT j.integration_id, j.kind, count(*) AS jobs,
@@ -667,7 +671,8 @@ DROP FUNCTION dispatch.schedule_due_slots(dispatch.cron_spec, text, timestamptz,
 DROP FUNCTION dispatch.slot_key(text, text, timestamptz);
 DROP FUNCTION dispatch.slot_iso(timestamptz);
 DELETE FROM dispatch.settings WHERE key IN ('tick_lookahead_seconds', 'tick_max_slots_per_schedule',
-    'catch_up_grace_seconds', 'drift_alert_seconds', 'overdue_alert_seconds', 'tick_runs_retention_days');
+    'catch_up_grace_seconds', 'drift_alert_seconds', 'overdue_alert_seconds', 'tick_runs_retention_days',
+    'job_retention_days');
 DROP TRIGGER schedules_before_write ON dispatch.schedules;
 DROP FUNCTION dispatch.schedules_before_write();
 ALTER TABLE dispatch.schedules DROP COLUMN cron_spec;

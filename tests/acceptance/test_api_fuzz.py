@@ -112,7 +112,7 @@ def _raw(body: Any) -> bytes:
 
 
 # -- properties
-@settings(FUZZ, max_examples=450)
+@settings(FUZZ, max_examples=1000)
 @given(body=BODIES)
 def test_fuzz__dispatch_with_any_json_object_never_fails_the_server(client: httpx.Client, body: dict[str, Any]) -> None:
     response = check(client.post("/dispatch", content=_raw(body), headers={"Content-Type": "application/json"}))
@@ -121,14 +121,14 @@ def test_fuzz__dispatch_with_any_json_object_never_fails_the_server(client: http
         assert set(response.json()) == {"job_id", "status", "duplicate"}
 
 
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=1000)
 @given(body=VALID_BODIES)
 def test_fuzz__dispatch_with_valid_bodies_enqueues(client: httpx.Client, body: dict[str, Any]) -> None:
     response = check(client.post("/dispatch", content=_raw(body)))
     assert response.status_code == 200, response.text
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=1000)
 @given(content=st.one_of(
     st.binary(max_size=300),
     st.builds(lambda b, i, junk: b[:i] + junk + b[i:], BODIES.map(_raw), st.integers(0, 200), st.binary(max_size=8)),
@@ -138,7 +138,7 @@ def test_fuzz__dispatch_with_any_bytes_never_fails_the_server(client: httpx.Clie
     check(client.post("/dispatch", content=content, headers={"Content-Type": "application/json"}))
 
 
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=1000)
 @given(segment=st.one_of(TEXT.filter(lambda s: s not in {"", ".", ".."}), st.integers().map(str)))
 def test_fuzz__job_lookup_with_any_id_never_fails_the_server(client: httpx.Client, segment: str) -> None:
     path = "/jobs/" + quote(segment.encode("utf-8", "surrogatepass"), safe="")
@@ -158,7 +158,7 @@ PROTECTED = {(m, s.path.replace("{job_id}", "1")) for s in ROUTES.values() if s.
 VALID = {f"Bearer {TOKEN}"}
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=1000)
 @given(method=st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]),
        path=st.sampled_from([s.path.replace("{job_id}", "1") for s in ROUTES.values()] + ["/", "/jobs", "/x"]),
        authorization=AUTHORIZATION, body=st.one_of(st.none(), BODIES.map(_raw)))

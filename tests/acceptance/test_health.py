@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from urllib.parse import unquote_plus
 
 import psycopg
 import pytest
@@ -107,3 +108,21 @@ def test_export__a_daemon_killed_after_the_vendor_write_leaves_one_document(
     assert len(bc.documents()) == 1 and bc.log.count(operation="batch") == 1  # written once, never again
     result = conn.execute("SELECT attempts, result FROM dispatch.jobs").fetchone()
     assert result is not None and result[0] == 2 and result[1].get("already_exported") is True
+
+
+def test_sync__continues_from_the_last_successful_sync(
+        conn: psycopg.Connection, bc: BusinessCentralEmulator, daemon_factory: Callable[..., DaemonProcess]) -> None:
+    bc.seed(5)
+    daemon_factory()
+    for n in (1, 2):
+        conn.execute("INSERT INTO dispatch.jobs (integration_id, kind) VALUES ('bc', 'sync')")
+        wait_for(lambda n=n: conn.execute("SELECT count(*) FROM dispatch.jobs WHERE status = 'succeeded'")
+                 .fetchone() == (n,), 20, message=f"sync {n}")
+    first, second = conn.execute("SELECT result FROM dispatch.jobs ORDER BY id").fetchall()
+    assert first[0]["records"] == 5 and first[0]["cursor"]
+    assert second[0]["records"] == 0  # nothing changed since the first sync's cursor
+    # The emulator logs a filtered list as a "lookup": the second sync asked only for what changed.
+    listed = [unquote_plus(e.query) for e in bc.log.entries(operation="generalLedgerEntries.list")
+              if "lastModifiedDateTime" in e.query]
+    assert "lastModifiedDateTime gt" not in listed[0]
+    assert f"lastModifiedDateTime gt {first[0]['cursor'][:19]}" in listed[-1], listed

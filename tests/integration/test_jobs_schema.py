@@ -94,3 +94,14 @@ def test_failed_job__raises_alert_and_updates_ledger(conn: psycopg.Connection, i
     conn.execute("UPDATE dispatch.jobs SET status = 'queued' WHERE id = %s", [job_id])
     assert conn.execute("SELECT count(*) FROM dispatch.open_alerts").fetchone() == (0,)
     assert conn.execute("SELECT state FROM dispatch.idempotency_keys").fetchone() == ("pending",)
+
+
+def test_prune_jobs__removes_old_finished_jobs_and_keeps_the_ledger(conn: psycopg.Connection, integration: str) -> None:
+    (old,) = conn.execute("SELECT dispatch.enqueue('x', 'export', '{}', idempotency_key => 'old')").fetchone() or (0,)
+    conn.execute("SELECT dispatch.enqueue('x', 'export', '{}', idempotency_key => 'queued')")
+    conn.execute("UPDATE dispatch.jobs SET status = 'succeeded', finished_at = now() - interval '40 days' "
+                 "WHERE id = %s", [old])
+    assert conn.execute("SELECT dispatch.prune_jobs(interval '30 days')").fetchone() == (1,)
+    assert conn.execute("SELECT idempotency_key FROM dispatch.jobs").fetchall() == [("queued",)]
+    assert conn.execute("SELECT state FROM dispatch.idempotency_keys WHERE key = 'old'").fetchone() == ("succeeded",)
+    assert conn.execute("SELECT dispatch.enqueue('x', 'export', '{}', idempotency_key => 'old')").fetchone() == (old,)
