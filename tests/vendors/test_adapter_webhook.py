@@ -15,13 +15,13 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from vendor_harness import with_client
 
 from app.adapters.base import Integration, JobContext
 from app.adapters.webhook import WebhookAdapter
 from app.emulators import serve
 from app.errors import PermanentError, RetryableError
 from app.secret import Secret
-from vendor_harness import with_client
 
 pytestmark = pytest.mark.integration
 SECRET = "webhook-signing-secret"
