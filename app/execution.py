@@ -159,16 +159,18 @@ class Executor:
     async def _context(self, adapter: Any, job: ClaimedJob) -> JobContext:
         integration = Integration(job.integration_id, job.adapter, job.config, job.secret_name)
         return JobContext(
-            job_id=job.id, integration=integration, kind=job.kind, payload=await self._payload(job),
+            job_id=job.id, integration=integration, kind=job.kind, payload=await self._payload(adapter, job),
             idempotency_key=job.idempotency_key, attempt=job.attempts, scheduled_for=job.scheduled_for,
             credentials=await self._secret(adapter, integration),
             http=self.http.get() if getattr(adapter, "uses_http", True) else None,  # type: ignore[arg-type]
             state=self.state.setdefault(job.integration_id, {}),
         )
 
-    async def _payload(self, job: ClaimedJob) -> dict[str, Any]:
-        """A sync without its own ``since`` continues where the last successful one stopped."""
-        if job.kind != "sync" or "since" in job.payload or self.last_cursor is None:
+    async def _payload(self, adapter: Any, job: ClaimedJob) -> dict[str, Any]:
+        """A sync without its own ``since`` continues where the last successful one stopped
+        (for adapters that return a ``cursor`` and declare ``resumes_sync``)."""
+        if (job.kind != "sync" or "since" in job.payload or self.last_cursor is None
+                or not getattr(adapter, "resumes_sync", False)):
             return job.payload
         cursor = await self.last_cursor(job.integration_id, job.kind)
         return {**job.payload, "since": cursor} if cursor else job.payload

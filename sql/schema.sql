@@ -217,7 +217,8 @@ END $$;
 CREATE FUNCTION dispatch.claim_jobs(p_worker text, p_limit integer, p_lease_seconds double precision) RETURNS TABLE(id bigint, integration_id text, kind text, payload jsonb, attempts integer, max_attempts integer, scheduled_for timestamp with time zone, run_after timestamp with time zone, enqueued_at timestamp with time zone, started_at timestamp with time zone, idempotency_key text, schedule_id bigint, adapter text, config jsonb, secret_name text, circuit text)
     LANGUAGE plpgsql
     SET jit TO 'off'
-    AS $$  -- JIT compiling a millisecond query costs more than it saves
+    SET plan_cache_mode TO 'force_custom_plan'
+    AS $$
 DECLARE
     v_now timestamptz;
 BEGIN
@@ -240,7 +241,7 @@ BEGIN
             SELECT j.id, j.priority, j.run_after FROM dispatch.jobs j
             WHERE j.integration_id = c.integration_id AND j.status = 'queued' AND j.run_after <= v_now
             ORDER BY j.priority, j.run_after, j.id
-            LIMIT c.free
+            LIMIT least(c.free, p_limit)  -- never read more than this claim can take
         ) q
         WHERE c.free > 0
         ORDER BY q.priority, q.run_after, q.id

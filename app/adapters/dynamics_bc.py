@@ -78,6 +78,8 @@ class DynamicsBCAdapter:
     name: ClassVar[str] = "dynamics_bc"
     config_model: ClassVar[type[BaseModel] | None] = DynamicsBCConfig
     default_health_mode: ClassVar[str] = "active"
+    #: a sync without `since` gets the cursor the last successful sync returned
+    resumes_sync: ClassVar[bool] = True
 
     async def run(self, ctx: JobContext) -> dict[str, Any]:
         if ctx.kind == "export":

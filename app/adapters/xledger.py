@@ -78,6 +78,8 @@ class XledgerAdapter:
     config_model: ClassVar[type[BaseModel] | None] = XledgerConfig
     # Billed per request (5,000/month included): judge health from real jobs.
     default_health_mode: ClassVar[str] = "passive"
+    #: a sync without `since` gets the cursor the last successful sync returned
+    resumes_sync: ClassVar[bool] = True
 
     async def run(self, ctx: JobContext) -> dict[str, Any]:
         if ctx.kind == "export":

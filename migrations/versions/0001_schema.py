@@ -377,7 +377,11 @@ RETURNS TABLE (id bigint, integration_id text, kind text, payload jsonb, attempt
                max_attempts integer, scheduled_for timestamptz, run_after timestamptz,
                enqueued_at timestamptz, started_at timestamptz, idempotency_key text,
                schedule_id bigint, adapter text, config jsonb, secret_name text, circuit text)
-LANGUAGE plpgsql SET jit = off AS $$  -- JIT compiling a millisecond query costs more than it saves
+LANGUAGE plpgsql
+-- JIT compiling a millisecond query costs more than it saves; and the generic plan (chosen
+-- after five calls, blind to the limit and the queue's shape) was measured 6x slower than a
+-- custom plan, so plan each call.
+SET jit = off SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
     v_now timestamptz;
 BEGIN
@@ -400,7 +404,7 @@ BEGIN
             SELECT j.id, j.priority, j.run_after FROM dispatch.jobs j
             WHERE j.integration_id = c.integration_id AND j.status = 'queued' AND j.run_after <= v_now
             ORDER BY j.priority, j.run_after, j.id
-            LIMIT c.free
+            LIMIT least(c.free, p_limit)  -- never read more than this claim can take
         ) q
         WHERE c.free > 0
         ORDER BY q.priority, q.run_after, q.id
