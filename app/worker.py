@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,6 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from app import logs, metrics
@@ -99,12 +99,13 @@ class Completer:
                  on_done: Callable[[list[int], list[int]], None], forget: Callable[[int], None]) -> None:
         self._pool, self._db, self._worker_id, self._on_done = pool, db, worker_id, on_done
         self._forget_one = forget
-        self._pending: list[tuple[int, datetime, Any]] = []
+        self._pending: list[tuple[int, float, dict[str, Any]]] = []
         self._ready = asyncio.Event()
         self._lock = asyncio.Lock()  # one write at a time; a final flush waits for the current one
 
-    def add(self, job_id: int, finished_at: datetime, result: dict[str, Any]) -> None:
-        self._pending.append((job_id, finished_at, Jsonb(result)))
+    def add(self, job_id: int, finished_at: float, result: dict[str, Any]) -> None:
+        """``finished_at`` in epoch seconds."""
+        self._pending.append((job_id, finished_at, result))
         self._ready.set()
 
     async def run(self) -> None:
@@ -119,9 +120,9 @@ class Completer:
             if batch:
                 await self._write(batch)
 
-    async def _write(self, batch: list[tuple[int, datetime, Any]]) -> None:
+    async def _write(self, batch: list[tuple[int, float, dict[str, Any]]]) -> None:
         params = {"worker": self._worker_id, "ids": [b[0] for b in batch],
-                  "finished": [b[1] for b in batch], "results": [b[2] for b in batch]}
+                  "finished": [b[1] for b in batch], "results": json.dumps([b[2] for b in batch], default=str)}
 
         async def write(conn: Any) -> set[int]:
             cur = await conn.execute(query("complete_jobs"), params)
@@ -255,7 +256,7 @@ class Worker:
             del self.inflight[job.id]
             self.unflushed.add(job.id)
             self.wake()
-            self.completer.add(job.id, datetime.now(UTC), outcome.result or {})
+            self.completer.add(job.id, time.time(), outcome.result or {})
             logs.event("job.succeeded", job_id=job.id, integration=job.integration_id, kind=job.kind,
                        attempt=job.attempts, duration_ms=duration_ms)
             return
