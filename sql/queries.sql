@@ -190,14 +190,8 @@ SELECT s.name, s.description, s.created_at, s.updated_at,
   FROM vault.secrets s
  ORDER BY s.name NULLS LAST;
 
--- name: cli_drift_report_present
-SELECT to_regclass('dispatch.drift_report') IS NOT NULL AS present;
-
--- name: cli_drift_report
-SELECT * FROM dispatch.drift_report ORDER BY integration_id, kind;
-
 -- name: cli_drift_from_jobs
--- Fallback when dispatch.drift_report is absent: drift percentiles per integration and kind.
+-- Drift percentiles per integration and kind over the caller's window.
 SELECT integration_id, kind, count(*) AS started,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY drift_seconds) AS p50_s,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY drift_seconds) AS p95_s,
