@@ -15,6 +15,7 @@ Revises: 0003
 from __future__ import annotations
 
 import logging
+import sys
 
 from alembic import context, op
 from sqlalchemy import text
@@ -43,7 +44,7 @@ WHAT_TO_DO = ("the tick then runs only when the daemon's watchdog runs it. To le
 
 def _say(message: str) -> None:
     log.warning("0004_pg_cron: %s", message)
-    print(f"0004_pg_cron: {message}")
+    print(f"0004_pg_cron: {message}", file=sys.stderr)
 
 
 def _enabled() -> bool:
