@@ -80,4 +80,4 @@ def test_pg_cron_registration__off_registers_nothing(pg_cluster: LocalCluster, a
                                                      fresh_db: str, capsys: pytest.CaptureFixture[str]) -> None:
     upgrade(pg_cluster.url(fresh_db), pg_cron=False)
     assert _cron_jobs(admin_url, f"%@{fresh_db}") == {}
-    assert "skipped (-x pg_cron=off)" in capsys.readouterr().out
+    assert "skipped (-x pg_cron=off)" in capsys.readouterr().err  # migration messages go to stderr
