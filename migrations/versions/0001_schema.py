@@ -416,9 +416,11 @@ BEGIN
         WHERE j.id IN (SELECT candidates.id FROM candidates) AND j.status = 'queued'
         FOR UPDATE SKIP LOCKED
     )
+    -- started_at is read now, after this statement's snapshot saw the capacity: a job that
+    -- finished just before must never look as if it overlapped the one taking its slot.
     UPDATE dispatch.jobs j
-       SET status = 'running', started_at = v_now, attempts = j.attempts + 1, worker_id = p_worker,
-           lease_expires_at = v_now + make_interval(secs => p_lease_seconds)
+       SET status = 'running', started_at = clock_timestamp(), attempts = j.attempts + 1, worker_id = p_worker,
+           lease_expires_at = clock_timestamp() + make_interval(secs => p_lease_seconds)
       FROM locked l, dispatch.integrations i
      WHERE j.id = l.id AND i.id = j.integration_id
     RETURNING j.id, j.integration_id, j.kind, j.payload, j.attempts, j.max_attempts, j.scheduled_for,
