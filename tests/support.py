@@ -66,9 +66,10 @@ class DaemonProcess:
         def ok() -> bool:
             assert self.proc is not None and self.proc.poll() is None, f"daemon exited:\n{self.logs()[-3000:]}"
             r = self.health()
-            return r is not None and r.status_code == 200
+            # "ok", not just 200: a daemon still connecting its listener answers 200 "degraded".
+            return r is not None and r.status_code == 200 and r.json().get("status") == "ok"
 
-        wait_for(ok, timeout, message="daemon /health 200")
+        wait_for(ok, timeout, message="daemon /health 200 ok")
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
         assert self.proc is not None

@@ -68,11 +68,16 @@ def test_terminate_listener__it_reconnects_relistens_and_wakes_on_notify_again(
     # A long poll: a job is picked up within a second only if a NOTIFY woke the daemon.
     daemon = daemons(DISPATCH_POLL_INTERVAL="60")
     db = _dbname(conn)
+    def listening() -> bool:  # /health is 200 (degraded) even without LISTEN: ask for the listener itself
+        r = daemon.health()
+        return r is not None and r.status_code == 200 and r.json().get("listener") == "connected"
+
     for round_ in range(1, 4):
+        wait_for(listening, 30, message=f"listener connected (round {round_})")
         assert _terminate(conn, db, "dispatch-listener") == 1
         wait_for(lambda r=round_: len(daemon.events("listener.connected")) >= r + 1, 30,
                  message=f"listener reconnected (round {round_})")
-        wait_for(lambda: healthy(daemon), 30, message="/health 200")
+        wait_for(listening, 30, message="listening again")
         insert_jobs(conn, "x", 1)
         wait_settled(conn, 5)  # far below the 60 s poll: the fresh LISTEN delivered the NOTIFY
     pickup = conn.execute("SELECT max(extract(epoch FROM started_at - enqueued_at)) FROM dispatch.jobs").fetchone()
