@@ -124,7 +124,8 @@ class Daemon:
         from app.http import HealthView, build_app
 
         api = Api(self.settings, self.api_pool, self.worker)
-        app = build_app(HealthView(self.worker, self.listener, self.duties), api.routes())
+        self.health_view = HealthView(self.worker, self.listener, self.duties)
+        app = build_app(self.health_view, api.routes())
         api.check(app)
         return app
 
@@ -165,9 +166,7 @@ class Daemon:
 
     async def _record_cold_start(self, server: Any) -> None:
         """Cold start = exec until /health would answer 200 (HTTP bound, DB and listener up)."""
-        from app.http import HealthView
-
-        health = HealthView(self.worker, self.listener)
+        health = self.health_view  # the one /health answers with
         while not (server.started and health.report()[0] == 200):  # noqa: ASYNC110 — polls three flags, no event to await
             await asyncio.sleep(0.002)
         self.heartbeat.cold_start_ms = process_age_ms()
