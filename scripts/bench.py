@@ -28,8 +28,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.localdb import LOCAL_DIR, LocalCluster, free_port  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
+from app.db.migrate import upgrade  # noqa: E402
+from app.devkit.cluster import LocalCluster, free_port, local_dir  # noqa: E402
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -41,7 +41,7 @@ def percentile(values: list[float], p: float) -> float:
 
 class Bench:
     def __init__(self) -> None:
-        self.cluster = LocalCluster(LOCAL_DIR / "bench", cron_database="postgres")
+        self.cluster = LocalCluster(local_dir() / "pg" / "bench", cron_database="postgres")
         self.cluster.ensure()
         self.admin = self.cluster.url("postgres")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.localdb import ROOT
+from tests.support import ROOT
 
 DEPLOY = ROOT / "scripts" / "deploy"
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t",
@@ -175,7 +175,7 @@ def test_run__migrate_needs_database_url_and_never_rolls_out_after_it_fails(repo
 def test_run__migrations_only_upgrades_the_database(repo: Repo, db_url: str) -> None:
     from alembic.script import ScriptDirectory
 
-    from app.migrate import _config, current, downgrade
+    from app.db.migrate import _config, current, downgrade
 
     head = ScriptDirectory.from_config(_config(db_url, pg_cron=False)).get_current_head()
     previous = ScriptDirectory.from_config(_config(db_url, pg_cron=False)).get_revision(head).down_revision

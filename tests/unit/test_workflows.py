@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from app.localdb import ROOT
+from tests.support import ROOT
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 TOOLS = ROOT / ".local" / "tools"
