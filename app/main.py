@@ -63,9 +63,9 @@ def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
 
 def _groups() -> list[Callable[[Any], None]]:
     """The operator command groups, each registering its own subparsers."""
-    from app.cli import adapters, db, jobs, monitor, setup
+    from app.cli import adapters, alerts, db, drift, health, integrations, jobs, schedules, secrets
 
-    return [db.register, adapters.register, jobs.register, setup.register, monitor.register]
+    return [m.register for m in (db, adapters, jobs, integrations, schedules, secrets, drift, alerts, health)]
 
 
 def main(argv: list[str] | None = None) -> int:

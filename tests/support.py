@@ -116,3 +116,4 @@ class DaemonProcess:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self.close()

@@ -64,3 +64,16 @@ def json_arg(text: str | None, option: str) -> dict[str, Any] | None:
         raise CommandError(f"{option} must be a JSON object, got {type(value).__name__}: "
                            "wrap the value, e.g. '{\"value\": ...}'")
     return value
+
+
+def require_integration(conn: psycopg.Connection[Row], integration_id: str) -> Row:
+    row = fetch_one(conn, "cli_integration_exists", id=integration_id)
+    if row is None:
+        raise NotFound(f'unknown integration "{integration_id}": add it with '
+                       f"`integration-dispatch integrations add {integration_id} --adapter NAME`")
+    return row
+
+
+# -- parser
+def json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON")
