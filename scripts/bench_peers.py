@@ -15,7 +15,7 @@ Clock endpoints, the same for everyone:
   drain       exec of the worker process -> the harness's database poll (every 10 ms) first sees no job
               queued/running and N finished jobs: every completion committed. N jobs queued beforehand.
   cold start  exec -> the start timestamp that the side's own claim wrote in the database for the one
-              queued job (median of 5); ours also exec -> GET /health 200 with body status "ok".
+              queued job (median of 5 runs); ours also exec -> GET /health 200 with body status "ok".
   peak RSS    VmHWM of the worker process once it has run that one job (median of the 5 runs).
   pickup      time.time() just before the enqueue call -> the side's own start timestamp in the database,
               300 jobs at 20/s into an idle worker (concurrency 10) that has already run one warm-up job.
@@ -24,6 +24,7 @@ Clock endpoints, the same for everyone:
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -80,6 +81,7 @@ class Side:
     package: str | None = None
     version: str = ""
     durability: str = ""
+    sync: str = "on (server default)"  # synchronous_commit of the worker's commits, for the table
 
 
 OURS_SQL = dict(
@@ -91,9 +93,9 @@ OURS_SQL = dict(
 
 def sides() -> list[Side]:
     return [
-        Side("ours_sync_on", "ours (sync on)", env={"DISPATCH_WORKER_SYNCHRONOUS_COMMIT": "on"},
+        Side("ours_sync_on", "ours (sync on)", env={"DISPATCH_WORKER_SYNCHRONOUS_COMMIT": "on"}, sync="on",
              durability="synchronous_commit=on (DISPATCH_WORKER_SYNCHRONOUS_COMMIT=on)", **OURS_SQL),
-        Side("ours_sync_off", "ours (sync off)", env={"DISPATCH_WORKER_SYNCHRONOUS_COMMIT": "off"},
+        Side("ours_sync_off", "ours (sync off)", env={"DISPATCH_WORKER_SYNCHRONOUS_COMMIT": "off"}, sync="off",
              durability="synchronous_commit=off for the worker's own transitions "
                         "(DISPATCH_WORKER_SYNCHRONOUS_COMMIT=off, the shipped default)", **OURS_SQL),
         Side("pgqueuer", "PGQueuer", program="pgqueuer_peer", package="pgqueuer",
@@ -168,7 +170,7 @@ class Harness:
         with psycopg.connect(self.admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
-        url = self.cluster.url(name)
+        url = str(self.cluster.url(name))
         if side.program is None:
             upgrade(url, pg_cron=False)
             with psycopg.connect(url, autocommit=True) as conn:
@@ -183,7 +185,7 @@ class Harness:
                              cwd=PEERS_DIR, env=self.env, capture_output=True, text=True, timeout=600)
         if out.returncode != 0:
             raise SystemExit(f"{side.key} {command} failed:\n{out.stderr[-3000:]}")
-        return out.stdout
+        return str(out.stdout)
 
     def seed(self, side: Side, url: str, count: int, concurrency: int) -> None:
         if side.program is None:
@@ -248,6 +250,10 @@ def wait_for(check: Callable[[], bool], proc: subprocess.Popen[bytes], timeout: 
         time.sleep(interval)
 
 
+def _at_least(conn: psycopg.Connection[Any], sql: str, n: int) -> bool:
+    return bool(scalar(conn, sql) >= n)
+
+
 def load1() -> float:
     return round(os.getloadavg()[0], 2)
 
@@ -298,14 +304,14 @@ def bench_cold_start(h: Harness, side: Side, runs: int) -> dict[str, Any]:
             proc, port = h.spawn(side, url, 10, f"cold{i}")
             try:
                 if port is not None:
-                    def healthy() -> bool:
+                    def healthy(port: int = port) -> bool:
                         try:
                             r = client.get(f"http://127.0.0.1:{port}/health", timeout=0.5)
                             return r.status_code == 200 and r.json().get("status") == "ok"
                         except (httpx.HTTPError, ValueError):
                             return False
                     health_ms.append((wait_for(healthy, proc, 60, COLD_POLL_S, f"{side.key} /health ok") - p0) * 1000)
-                wait_for(lambda: scalar(conn, side.finished) >= i + 1, proc, 60, COLD_POLL_S,
+                wait_for(functools.partial(_at_least, conn, side.finished, i + 1), proc, 60, COLD_POLL_S,
                          f"{side.key} to run its first job")
                 rss.append(vm_hwm_mb(proc.pid))
             finally:
@@ -314,7 +320,8 @@ def bench_cold_start(h: Harness, side: Side, runs: int) -> dict[str, Any]:
             starts_ms.append((min(new) - t_exec) * 1000)
     out: dict[str, Any] = {"median_ms": round(statistics.median(starts_ms), 1),
                            "runs_ms": [round(t, 1) for t in starts_ms],
-                           "peak_rss_mb": statistics.median(rss), "peak_rss_runs_mb": rss, "load1_before": loads}
+                           "peak_rss_mb": round(statistics.median(rss), 1), "peak_rss_runs_mb": rss,
+                           "load1_before": loads}
     if health_ms:
         out["health_ok_median_ms"] = round(statistics.median(health_ms), 1)
         out["health_ok_runs_ms"] = [round(t, 1) for t in health_ms]
@@ -360,15 +367,15 @@ def _produce_ours(conn: psycopg.Connection[Any], count: int, rate: float) -> dic
 # -- the table
 ROWS: list[tuple[str, str, Callable[[dict[str, Any]], float | None], bool]] = [
     # (figure, unit, getter over one side's results, higher is better)
-    ("drain 20,000 no-op jobs, concurrency 10 (exec → last completion committed)", "jobs/s",
+    ("drain {jobs:,} no-op jobs, concurrency 10 (exec → last completion committed)", "jobs/s",
      lambda r: r.get("drain_10", {}).get("jobs_per_s"), True),
-    ("drain 20,000 no-op jobs, concurrency 50 (exec → last completion committed)", "jobs/s",
+    ("drain {jobs:,} no-op jobs, concurrency 50 (exec → last completion committed)", "jobs/s",
      lambda r: r.get("drain_50", {}).get("jobs_per_s"), True),
-    ("cold start, exec → first queued job started (median of 5)", "ms",
+    ("cold start, exec → first queued job started (median of {runs})", "ms",
      lambda r: r.get("cold_start", {}).get("median_ms"), False),
-    ("cold start, exec → /health 200 status ok (median of 5)", "ms",
+    ("cold start, exec → /health 200 status ok (median of {runs})", "ms",
      lambda r: r.get("cold_start", {}).get("health_ok_median_ms"), False),
-    ("peak RSS of the worker, one job (VmHWM, median of 5)", "MB",
+    ("peak RSS of the worker, one job (VmHWM, median of {runs})", "MB",
      lambda r: r.get("cold_start", {}).get("peak_rss_mb"), False),
     ("pickup at idle p50, before enqueue call → started (300 at 20/s)", "ms",
      lambda r: r.get("pickup", {}).get("p50"), False),
@@ -385,18 +392,19 @@ def _fmt(v: float | None, unit: str) -> str:
     return f"{v:,.1f} {unit}" if unit == "MB" or v >= 100 else f"{v:,.2f} {unit}"
 
 
-def table(results: dict[str, Any], all_sides: list[Side]) -> tuple[str, dict[str, Any]]:
+def table(results: dict[str, Any], all_sides: list[Side], jobs: int, runs: int) -> tuple[str, dict[str, Any]]:
     peers = [s for s in all_sides if s.program]
     head = ["figure", *(s.label for s in all_sides), "ratio ours (sync on) / best peer"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ratios: dict[str, Any] = {}
-    lines.append("| synchronous_commit of the worker's commits | on | off | "
-                 + " | ".join("on (server default)" for _ in peers) + " | — |")
-    for figure, unit, get, higher in ROWS:
+    lines.append("| synchronous_commit of the worker's commits | " + " | ".join(s.sync for s in all_sides) + " | — |")
+    for template, unit, get, higher in ROWS:
+        figure = template.format(jobs=jobs, runs=runs)
         values = {s.key: get(results.get(s.key, {})) for s in all_sides}
         peer_vals = [(values[s.key], s.label) for s in peers if values[s.key] is not None]
         cell = "—"
         ours = values.get("ours_sync_on")
+        off = values.get("ours_sync_off")
         if peer_vals and ours is not None:
             best, best_label = (max if higher else min)(peer_vals)
             ratio = ours / best if best else float("nan")
@@ -405,8 +413,7 @@ def table(results: dict[str, Any], all_sides: list[Side]) -> tuple[str, dict[str
                    f"{'higher' if higher else 'lower'} is better)"
             ratios[figure] = {"ours_sync_on": ours, "best_peer": best_label, "best_peer_value": best,
                               "ratio": round(ratio, 3), "ours_ahead": ahead,
-                              "ratio_sync_off": round(values["ours_sync_off"] / best, 3)
-                              if values.get("ours_sync_off") is not None and best else None}
+                              "ratio_sync_off": round(off / best, 3) if off is not None and best else None}
         lines.append("| " + " | ".join([f"{figure}", *(_fmt(values[s.key], unit) for s in all_sides), cell]) + " |")
     return "\n".join(lines), ratios
 
@@ -513,21 +520,21 @@ def main(argv: list[str] | None = None) -> int:
                   "pickup": "time.time() just before the enqueue call -> side's own start timestamp"},
     }
     results: dict[str, dict[str, Any]] = {s.key: {} for s in chosen}
-    plan: list[tuple[str, Callable[[Side], dict[str, Any]]]] = []
+    plan: list[tuple[str, Callable[..., dict[str, Any]]]] = []
     if "drain" in args.only:
-        plan += [(f"drain_{c}", lambda s, c=c: bench_drain(h, s, c, args.jobs)) for c in (10, 50)]
+        plan += [(f"drain_{c}", functools.partial(bench_drain, h, concurrency=c, jobs=args.jobs)) for c in (10, 50)]
     if "cold_start" in args.only:
-        plan.append(("cold_start", lambda s: bench_cold_start(h, s, args.cold_runs)))
+        plan.append(("cold_start", functools.partial(bench_cold_start, h, runs=args.cold_runs)))
     if "pickup" in args.only:
-        plan.append(("pickup", lambda s: bench_pickup(h, s, 300, 20.0)))
+        plan.append(("pickup", functools.partial(bench_pickup, h, count=300, rate=20.0)))
     for name, run in plan:
         for side in chosen:
             print(f"{name} {side.key} (load {load1()}) ...", file=sys.stderr, flush=True)
-            results[side.key][name] = run(side)
+            results[side.key][name] = run(side=side)
             print(f"  {json.dumps(results[side.key][name])[:240]}", file=sys.stderr, flush=True)
     report["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     report["results"] = results
-    tbl, ratios = table(results, [s for s in all_sides if s.key in results])
+    tbl, ratios = table(results, [s for s in all_sides if s.key in results], args.jobs, args.cold_runs)
     report["ratios"] = ratios
     print(tbl)
     print(f"\nload average before {report['machine']['loadavg_before']}, after {report['machine']['loadavg_after']}; "
