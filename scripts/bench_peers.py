@@ -468,7 +468,8 @@ def doc_section(report: dict[str, Any], tbl: str, all_sides: list[Side]) -> str:
         "Concurrency of each side: ours `--concurrency C`; PGQueuer `max_concurrent_tasks=C, batch_size=C/2` "
         "(it requires max ≥ 2 × batch); Procrastinate `concurrency=C`; Chancy a queue with `concurrency=C`, the "
         "AsyncExecutor (its default is a process pool), `eager_polling=True`, `polling_interval=1`. Every peer "
-        "runs an async no-op task with its defaults otherwise (pools, LISTEN/NOTIFY, plugins). Peer versions and "
+        "runs an async no-op task with its defaults otherwise (pools, LISTEN/NOTIFY, plugins); every side logs at "
+        "WARNING (Chancy's own logger defaults to DEBUG, a line per job). Peer versions and "
         f"drivers: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}; pinned in "
         "`scripts/peers/requirements.txt`, worker programs in `scripts/peers/`.",
         "",

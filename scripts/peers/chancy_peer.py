@@ -4,12 +4,13 @@ Concurrency C: the queue is declared with concurrency=C, the AsyncExecutor (the 
 process pool, which no other side uses), eager_polling=True (poll again as a job completes, instead of
 every polling_interval) and polling_interval=1 s. The worker's completion updates are written in
 batches every send_outgoing_interval (its default, 1 s). Started = chancy_jobs.started_at (now() of the
-fetching transaction); finished = state 'succeeded'.
+fetching transaction); finished = state 'succeeded'. Logs at WARNING, like every side.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from _common import paced, parse, quiet_logs
 from chancy import Chancy, Queue, Worker, job
@@ -28,7 +29,10 @@ async def main() -> None:
 
     args = parse()
     quiet_logs()
-    async with Chancy(args.dsn) as chancy:
+    # Warnings only, like every other side (its default logger is at DEBUG and logs a line per job).
+    log = logging.getLogger("chancy")
+    log.setLevel(logging.WARNING)
+    async with Chancy(args.dsn, log=log) as chancy:
         if args.command == "setup":
             await chancy.migrate()
         elif args.command == "seed":
