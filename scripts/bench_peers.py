@@ -421,6 +421,9 @@ def table(results: dict[str, Any], all_sides: list[Side], jobs: int, runs: int) 
 def doc_section(report: dict[str, Any], tbl: str, all_sides: list[Side]) -> str:
     m = report["machine"]
     srv = report["server"]
+    loads = [x for side in report.get("results", {}).values() for fig in side.values()
+             for x in (fig.get("load1_before") if isinstance(fig.get("load1_before"), list)
+                       else [fig.get("load1_before")]) if x is not None]
     notes = [f"- **{s.label}**: {s.durability}." for s in all_sides]
     return "\n".join([
         BEGIN,
@@ -431,16 +434,17 @@ def doc_section(report: dict[str, Any], tbl: str, all_sides: list[Side]) -> str:
         "",
         "```sh",
         "scripts/bench peers            # installs the pinned peers into .local/peers-venv, runs everything,",
-        "                               # rewrites this section and docs/benchmarks-peers.json (about 5 minutes)",
+        "                               # rewrites this section and docs/benchmarks-peers.json (about 8 minutes)",
         "scripts/bench peers --only drain --no-docs   # one figure, printed only",
         "```",
         "",
         f"Run at {m['at']} on {m['cpus']} CPUs, Python {m['python']}, PostgreSQL {srv['server_version']} "
         f"(fsync={srv['fsync']}, synchronous_commit={srv['synchronous_commit']}, "
         f"full_page_writes={srv['full_page_writes']}). Load average (1/5/15 min) before: "
-        f"{' / '.join(map(str, m['loadavg_before']))}, after: {' / '.join(map(str, m['loadavg_after']))} "
-        "(a shared machine: other work may have run at the same time; each figure's JSON has the "
-        "1-minute load before it).",
+        f"{' / '.join(map(str, m['loadavg_before']))}, after: {' / '.join(map(str, m['loadavg_after']))}; "
+        f"the 1-minute load before each measurement ranged {min(loads, default=0):.2f}–{max(loads, default=0):.2f} "
+        "(a shared machine: other work ran at the same time, so treat differences of a few tens of percent, "
+        "and every p99, as noise; each figure's JSON has its load).",
         "",
         tbl,
         "",
@@ -468,8 +472,9 @@ def doc_section(report: dict[str, Any], tbl: str, all_sides: list[Side]) -> str:
         "Concurrency of each side: ours `--concurrency C`; PGQueuer `max_concurrent_tasks=C, batch_size=C/2` "
         "(it requires max ≥ 2 × batch); Procrastinate `concurrency=C`; Chancy a queue with `concurrency=C`, the "
         "AsyncExecutor (its default is a process pool), `eager_polling=True`, `polling_interval=1`. Every peer "
-        "runs an async no-op task with its defaults otherwise (pools, LISTEN/NOTIFY, plugins); every side logs at "
-        "WARNING (Chancy's own logger defaults to DEBUG, a line per job). Peer versions and "
+        "runs an async no-op task with its defaults otherwise (LISTEN/NOTIFY, plugins, connections: PGQueuer "
+        "one asyncpg connection, Procrastinate a psycopg pool of 4, Chancy a pool of 1–10; ours a pool of 2–8); "
+        "every side logs at WARNING (Chancy's own logger defaults to DEBUG, a line per job). Peer versions and "
         f"drivers: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}; pinned in "
         "`scripts/peers/requirements.txt`, worker programs in `scripts/peers/`.",
         "",
@@ -501,7 +506,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--cold-runs", type=int, default=5)
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks*.{md,json}")
+    parser.add_argument("--rewrite-docs", action="store_true",
+                        help="only rebuild the docs/benchmarks.md section from docs/benchmarks-peers.json")
     args = parser.parse_args(argv)
+    if args.rewrite_docs:
+        saved: dict[str, Any] = json.loads(JSON_OUT.read_text())
+        all_sides = sides()
+        for s in all_sides:
+            if s.package:
+                s.version = saved["versions"][s.package]
+                s.label = f"{s.label} {s.version}"
+        tbl, _ = table(saved["results"], all_sides, saved.get("jobs", args.jobs),
+                       saved.get("cold_runs", args.cold_runs))
+        update_doc(doc_section(saved, tbl, all_sides))
+        print(tbl)
+        return 0
 
     ensure_peers_venv()
     all_sides = sides()
@@ -516,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": {**{s.package: s.version for s in all_sides if s.package},
                      **peer_versions.drivers},  # type: ignore[attr-defined]
         "durability": {s.key: s.durability for s in all_sides},
+        "jobs": args.jobs, "cold_runs": args.cold_runs,
         "clock": {"drain": "exec of the worker process -> database poll (10 ms) sees no job queued/running and N "
                            "finished", "cold_start": "exec -> side's own start timestamp in the database",
                   "pickup": "time.time() just before the enqueue call -> side's own start timestamp"},
