@@ -271,7 +271,12 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     plot = path.with_name("benchmarks-growth.png")
     _plot(results, plot)
     m = results["machine"]
-    lines = ["# Benchmarks", "", "Regenerate with `scripts/bench --report` (all benchmarks; about 10 minutes).", "",
+    # The leading "Side by side with the peers" section is scripts/bench peers' own: kept as it is.
+    old = path.read_text() if path.exists() else ""
+    peers = old[old.find("<!-- peers:begin"):old.find("<!-- peers:end -->") + len("<!-- peers:end -->")] \
+        if "<!-- peers:begin" in old and "<!-- peers:end -->" in old else ""
+    lines = ["# Benchmarks", "", *([peers, ""] if peers else []),
+             "Regenerate with `scripts/bench --report` (all benchmarks; about 10 minutes).", "",
              f"Machine: {m['cpus']} CPUs, Python {m['python']}, {m['platform']}, PostgreSQL on the same machine "
              "(throwaway cluster, default durability). Run at " + m.get("at", "?") + ".", ""]
     for name, data in results.items():
