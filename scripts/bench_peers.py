@@ -44,16 +44,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# The one place that imports the project's dev helpers: app.localdb / app.migrate are moving to
-# app.devkit.cluster / app.db.migrate; either layout works.
-try:
-    from app.devkit.cluster import LOCAL_DIR, LocalCluster, free_port  # noqa: E402
-except ImportError:
-    from app.localdb import LOCAL_DIR, LocalCluster, free_port  # noqa: E402
-try:
-    from app.db.migrate import upgrade  # noqa: E402
-except ImportError:
-    from app.migrate import upgrade  # noqa: E402
+# The one place that imports the project's dev helpers.
+from app.db.migrate import upgrade  # noqa: E402
+from app.devkit.cluster import LocalCluster, free_port, local_dir  # noqa: E402
 
 PEERS_DIR = ROOT / "scripts" / "peers"
 REQUIREMENTS = PEERS_DIR / "requirements.txt"
@@ -154,7 +147,7 @@ def peer_versions(all_sides: list[Side]) -> None:
 # -- the harness
 class Harness:
     def __init__(self) -> None:
-        self.cluster = LocalCluster(LOCAL_DIR / "bench-peers", cron_database="postgres")
+        self.cluster = LocalCluster(local_dir() / "pg" / "bench-peers", cron_database="postgres")
         self.cluster.ensure()
         self.admin = self.cluster.url("postgres")
         LOG_DIR.mkdir(parents=True, exist_ok=True)
