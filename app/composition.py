@@ -72,7 +72,7 @@ class Daemon:
         self.health = Health(self.pool, registry, HealthPolicy(base_interval=s.dispatch_probe_interval))
         self.executor = Executor(registry, self.credentials, self.http, retry=retry,
                                  default_secret_name=s.vault_secret_name, health=self.health,
-                                 last_cursor=self.jobs.last_cursor)
+                                 last_cursor=self.jobs.last_cursor, jobs=self.jobs)
         self.worker = Worker(self.jobs, self.executor, WorkerConfig(
             worker_id=self.worker_id, concurrency=self.concurrency, poll_interval=s.dispatch_poll_interval,
             lease_seconds=s.dispatch_lease_seconds, retry=retry))

@@ -42,10 +42,26 @@ UPDATE dispatch.jobs
 RETURNING id;
 
 -- name: renew_leases
+-- Also says which of them an operator asked to cancel (the worker stops them at the vendor boundary).
 UPDATE dispatch.jobs
    SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease)s::double precision)
  WHERE id = ANY(%(ids)s::bigint[]) AND worker_id = %(worker)s::text AND status = 'running'
+RETURNING id, cancel_requested_at IS NOT NULL AS cancel_requested;
+
+-- name: cancel_job
+-- The worker stopped a cancel-requested job (or refused its write): record it, ownership-checked.
+UPDATE dispatch.jobs
+   SET status = 'cancelled', finished_at = clock_timestamp(), last_error = %(error)s::text, lease_expires_at = NULL
+ WHERE id = %(id)s::bigint AND worker_id = %(worker)s::text AND status = 'running'
 RETURNING id;
+
+-- name: begin_write
+-- Durable (the function commits with synchronous_commit on): the intent must outlive a crash.
+SELECT decision, wait_seconds, sends
+  FROM dispatch.begin_write(%(id)s::bigint, %(worker)s::text, %(reference)s::text, %(window)s::double precision);
+
+-- name: confirm_write
+SELECT dispatch.confirm_write(%(id)s::bigint, %(reference)s::text, %(document)s::jsonb);
 
 -- name: rescue_expired_leases
 SELECT dispatch.rescue_expired_leases();
@@ -111,15 +127,18 @@ RETURNING id, status::text AS status, run_after;
 SELECT pg_notify('dispatch_jobs', '');
 
 -- name: cli_job_cancel
--- A running job's worker keeps going, but its ownership-checked completion write
--- (status = 'running') then matches no row: the cancel wins, by design.
+-- A queued job is cancelled at once. A running one is asked: its worker stops the adapter
+-- call at the vendor boundary (or lets a write in flight finish) and records the outcome;
+-- `jobs cancel --wait` follows it there.
 WITH target AS (
     SELECT id, status FROM dispatch.jobs
      WHERE id = %(id)s::bigint AND status IN ('queued', 'running')
        FOR UPDATE
 )
 UPDATE dispatch.jobs j
-   SET status = 'cancelled', finished_at = clock_timestamp(), lease_expires_at = NULL
+   SET status = CASE WHEN t.status = 'queued' THEN 'cancelled'::dispatch.job_status ELSE j.status END,
+       finished_at = CASE WHEN t.status = 'queued' THEN clock_timestamp() ELSE j.finished_at END,
+       cancel_requested_at = coalesce(j.cancel_requested_at, clock_timestamp())
   FROM target t
  WHERE j.id = t.id
 RETURNING j.id, t.status::text AS was, j.status::text AS status, j.worker_id;
@@ -332,9 +351,11 @@ SELECT (SELECT max(started_at) FROM dispatch.tick_runs WHERE caller = 'pg_cron')
 SELECT pg_try_advisory_xact_lock(hashtext('dispatch.watchdog'));
 
 -- name: watchdog_tick
--- Run the tick and the maintenance duty (rescue, retention, alert checks) in place of pg_cron,
--- recorded as caller 'watchdog'.
-SELECT set_config('dispatch.tick_caller', 'watchdog', true), dispatch.tick(), dispatch.maintain();
+-- In place of pg_cron, only what dispatch_worker may run: the tick (recorded as caller
+-- 'watchdog'), lease rescue and the alert checks. Retention (dispatch.maintain deletes
+-- history) is the owner's: it waits for pg_cron.
+SELECT set_config('dispatch.tick_caller', 'watchdog', true), dispatch.tick(), dispatch.rescue_expired_leases(),
+       dispatch.check_alerts();
 
 -- name: dev_seed_integration
 INSERT INTO dispatch.integrations (id, adapter, config, secret_name)

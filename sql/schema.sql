@@ -86,6 +86,66 @@ END $$;
 
 
 --
+-- Name: begin_write(bigint, text, text, double precision); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.begin_write(p_job_id bigint, p_worker text, p_reference text, p_window_seconds double precision, OUT decision text, OUT wait_seconds double precision, OUT sends integer) RETURNS record
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_key text;
+    v_cancelled boolean;
+    v_intent dispatch.write_intents;
+BEGIN
+    -- The intent must survive a crash of the database, whatever the session's setting.
+    PERFORM set_config('synchronous_commit', 'on', true);
+    SELECT j.idempotency_key, j.cancel_requested_at IS NOT NULL INTO v_key, v_cancelled FROM dispatch.jobs j
+     WHERE j.id = p_job_id AND j.worker_id = p_worker AND j.status = 'running'
+       AND j.lease_expires_at > clock_timestamp()
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        decision := 'not_owner'; wait_seconds := 0; sends := 0;
+        RETURN;
+    END IF;
+    IF v_cancelled THEN
+        decision := 'cancelled'; wait_seconds := 0; sends := 0;
+        RETURN;
+    END IF;
+    SELECT * INTO v_intent FROM dispatch.write_intents WHERE idempotency_key = v_key FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO dispatch.write_intents (idempotency_key, reference, job_id, worker_id)
+        VALUES (v_key, p_reference, p_job_id, p_worker);
+        decision := 'send'; wait_seconds := 0; sends := 1;
+        RETURN;
+    END IF;
+    IF v_intent.confirmed_at IS NOT NULL THEN
+        decision := 'confirmed'; wait_seconds := 0; sends := v_intent.sends;
+        RETURN;
+    END IF;
+    wait_seconds := p_window_seconds - extract(epoch FROM clock_timestamp() - v_intent.last_sent_at);
+    IF wait_seconds > 0 THEN
+        decision := 'wait'; sends := v_intent.sends;
+        RETURN;
+    END IF;
+    -- The window since the last send has passed and the caller's lookup was negative: the
+    -- vendor never applied it. Send again, and say so in the ledger.
+    UPDATE dispatch.write_intents
+       SET last_sent_at = clock_timestamp(), sends = sends + 1, job_id = p_job_id, worker_id = p_worker,
+           reference = p_reference
+     WHERE idempotency_key = v_key
+    RETURNING write_intents.sends INTO sends;
+    decision := 'send'; wait_seconds := 0;
+END $$;
+
+
+--
+-- Name: FUNCTION begin_write(p_job_id bigint, p_worker text, p_reference text, p_window_seconds double precision, OUT decision text, OUT wait_seconds double precision, OUT sends integer); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.begin_write(p_job_id bigint, p_worker text, p_reference text, p_window_seconds double precision, OUT decision text, OUT wait_seconds double precision, OUT sends integer) IS 'record (durably) that the owner of a running job is about to send its write; refuses while an earlier send may still land';
+
+
+--
 -- Name: check_alerts(timestamp with time zone); Type: FUNCTION; Schema: dispatch; Owner: -
 --
 
@@ -104,6 +164,31 @@ $$;
 --
 
 COMMENT ON FUNCTION dispatch.check_alerts(now timestamp with time zone) IS 'raise and resolve drift, overdue and missed_slot alerts; returns alerts opened + resolved';
+
+
+--
+-- Name: check_caller_key(text, text, text, text); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.check_caller_key(p_integration_id text, p_kind text, p_key text, p_source text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF p_key IS NOT NULL AND coalesce(p_source, 'sql') NOT IN ('cron', 'backfill')
+       AND dispatch.is_schedule_key(p_integration_id, p_kind, p_key) THEN
+        RAISE EXCEPTION 'idempotency key "%" is reserved for scheduled periods (keys "%:%:..." belong to the schedules)',
+                        p_key, p_integration_id, p_kind
+            USING ERRCODE = 'check_violation',
+                  HINT = 'use a key of your own, e.g. "manual:' || p_key || '"; to re-run a scheduled period use `integration-dispatch jobs retry` or a backfill';
+    END IF;
+END $$;
+
+
+--
+-- Name: FUNCTION check_caller_key(p_integration_id text, p_kind text, p_key text, p_source text); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.check_caller_key(p_integration_id text, p_kind text, p_key text, p_source text) IS 'refuse a caller''s key in the namespace of scheduled periods';
 
 
 --
@@ -271,6 +356,30 @@ END $$;
 --
 
 COMMENT ON FUNCTION dispatch.claim_jobs(p_worker text, p_limit integer, p_lease_seconds double precision) IS 'claim up to p_limit due jobs for p_worker, respecting each integration''s max_concurrency across all workers';
+
+
+--
+-- Name: confirm_write(bigint, text, jsonb); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.confirm_write(p_job_id bigint, p_reference text, p_document jsonb) RETURNS boolean
+    LANGUAGE sql
+    AS $$
+    -- Upsert: a lookup may confirm a document whose intent predates the intents table.
+    INSERT INTO dispatch.write_intents AS w (idempotency_key, reference, job_id, worker_id, confirmed_at, document)
+    SELECT j.idempotency_key, p_reference, j.id, coalesce(j.worker_id, ''), clock_timestamp(), p_document
+      FROM dispatch.jobs j WHERE j.id = p_job_id
+    ON CONFLICT (idempotency_key) DO UPDATE
+        SET confirmed_at = coalesce(w.confirmed_at, EXCLUDED.confirmed_at), document = EXCLUDED.document
+    RETURNING true
+$$;
+
+
+--
+-- Name: FUNCTION confirm_write(p_job_id bigint, p_reference text, p_document jsonb); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.confirm_write(p_job_id bigint, p_reference text, p_document jsonb) IS 'record what the vendor holds for a job''s key';
 
 
 --
@@ -669,6 +778,7 @@ CREATE FUNCTION dispatch.enqueue_job(integration_id text, kind text, payload jso
 DECLARE
     v_key text := nullif(enqueue_job.idempotency_key, '');
 BEGIN
+    PERFORM dispatch.check_caller_key(enqueue_job.integration_id, enqueue_job.kind, v_key, enqueue_job.source);
     IF v_key IS NOT NULL THEN
         -- Reserve the key first: a concurrent caller with the same key waits here on the
         -- unique index, then sees our committed job and returns it.
@@ -749,6 +859,17 @@ COMMENT ON FUNCTION dispatch.integration_secret(p_integration_id text, p_default
 
 
 --
+-- Name: is_schedule_key(text, text, text); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.is_schedule_key(p_integration_id text, p_kind text, p_key text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT left(p_key, length(p_integration_id) + length(p_kind) + 2) = p_integration_id || ':' || p_kind || ':'
+$$;
+
+
+--
 -- Name: jobs_before_insert(); Type: FUNCTION; Schema: dispatch; Owner: -
 --
 
@@ -770,6 +891,7 @@ BEGIN
             USING ERRCODE = 'foreign_key_violation',
                   HINT = 'add it first: INSERT INTO dispatch.integrations (id, adapter) or `integration-dispatch integrations add`';
     END IF;
+    PERFORM dispatch.check_caller_key(NEW.integration_id, NEW.kind, NEW.idempotency_key, NEW.source);
     NEW.scheduled_for := coalesce(NEW.scheduled_for, now());
     NEW.run_after := coalesce(NEW.run_after, NEW.scheduled_for);
     -- Receivers deduplicate on the key, so every job carries one.
@@ -901,6 +1023,45 @@ COMMENT ON FUNCTION dispatch.maintain(now timestamp with time zone) IS 'the per-
 
 
 --
+-- Name: period_end_for(text, text, timestamp with time zone); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.period_end_for(p_period text, p_tz text, p_slot timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT CASE p_period WHEN 'slot' THEN p_slot
+                ELSE date_trunc(p_period, p_slot AT TIME ZONE p_tz) AT TIME ZONE p_tz END
+$$;
+
+
+--
+-- Name: period_label(text, text, timestamp with time zone); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.period_label(p_period text, p_tz text, p_end timestamp with time zone) RETURNS text
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT CASE p_period
+        WHEN 'day' THEN to_char((p_end AT TIME ZONE p_tz) - interval '1 day', 'YYYY-MM-DD')
+        WHEN 'week' THEN to_char((p_end AT TIME ZONE p_tz) - interval '1 day', 'IYYY-"W"IW')
+        WHEN 'month' THEN to_char((p_end AT TIME ZONE p_tz) - interval '1 day', 'YYYY-MM')
+        ELSE dispatch.slot_iso(p_end) END
+$$;
+
+
+--
+-- Name: period_natural_start(text, text, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.period_natural_start(p_period text, p_tz text, p_slot timestamp with time zone, p_prev_slot timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT CASE p_period WHEN 'slot' THEN p_prev_slot
+                ELSE (date_trunc(p_period, p_slot AT TIME ZONE p_tz) - ('1 ' || p_period)::interval) AT TIME ZONE p_tz END
+$$;
+
+
+--
 -- Name: prune_jobs(interval, integer); Type: FUNCTION; Schema: dispatch; Owner: -
 --
 
@@ -954,17 +1115,24 @@ CREATE FUNCTION dispatch.rescue_expired_leases() RETURNS integer
     LANGUAGE sql
     AS $$
     WITH expired AS (
-        SELECT id FROM dispatch.jobs
-        WHERE status = 'running' AND lease_expires_at < clock_timestamp()
-        FOR UPDATE SKIP LOCKED
+        SELECT j.id, j.cancel_requested_at IS NOT NULL AND NOT EXISTS (
+                   SELECT 1 FROM dispatch.write_intents w
+                    WHERE w.idempotency_key = j.idempotency_key AND w.confirmed_at IS NULL) AS cancel_now
+        FROM dispatch.jobs j
+        WHERE j.status = 'running' AND j.lease_expires_at < clock_timestamp()
+        FOR UPDATE OF j SKIP LOCKED
     ), rescued AS (
         UPDATE dispatch.jobs j
-           SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END::dispatch.job_status,
-               last_error = format('lease expired at %s on worker %s (the worker crashed, hung or lost the database)',
-                                   j.lease_expires_at, j.worker_id),
-               finished_at = CASE WHEN j.attempts >= j.max_attempts THEN clock_timestamp() END,
-               run_after = CASE WHEN j.attempts >= j.max_attempts THEN j.run_after ELSE clock_timestamp() END,
-               worker_id = CASE WHEN j.attempts >= j.max_attempts THEN j.worker_id END,
+           SET status = CASE WHEN e.cancel_now THEN 'cancelled'
+                             WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END::dispatch.job_status,
+               last_error = CASE WHEN e.cancel_now
+                                 THEN format('cancelled: its lease expired at %s on worker %s before the cancel reached it, and no vendor write was in flight',
+                                             j.lease_expires_at, j.worker_id)
+                                 ELSE format('lease expired at %s on worker %s (the worker crashed, hung or lost the database)',
+                                             j.lease_expires_at, j.worker_id) END,
+               finished_at = CASE WHEN e.cancel_now OR j.attempts >= j.max_attempts THEN clock_timestamp() END,
+               run_after = CASE WHEN e.cancel_now OR j.attempts >= j.max_attempts THEN j.run_after ELSE clock_timestamp() END,
+               worker_id = CASE WHEN e.cancel_now OR j.attempts >= j.max_attempts THEN j.worker_id END,
                lease_expires_at = NULL
           FROM expired e WHERE j.id = e.id
         RETURNING 1)
@@ -1093,17 +1261,21 @@ DECLARE
     v_caller text := dispatch.tick_caller();
     v_inserted integer;
     v_skipped integer;
+    v_adjusted integer;
 BEGIN
     WITH due AS (
         -- SKIP LOCKED: a concurrent tick handles the other schedules instead of waiting;
-        -- the ledger's primary key is what makes a second job for a slot impossible.
+        -- the ledger's primary key is what makes a second job for a period impossible.
         SELECT s.id, s.integration_id, s.kind, coalesce(s.cron_spec, dispatch.cron_parse(s.cron)) AS spec,
-               s.timezone, s.payload, s.priority, s.max_attempts, s.catch_up, s.catch_up_window, s.next_slot
+               s.timezone, s.payload, s.priority, s.max_attempts, s.catch_up, s.catch_up_window, s.next_slot,
+               s.period, s.period_end AS last_end
         FROM dispatch.schedules s
         WHERE s.enabled AND s.next_slot <= v_until
         FOR UPDATE SKIP LOCKED
     ), slots AS (
-        SELECT d.*, x.slot, x.period_start, x.is_next,
+        SELECT d.*, x.slot, x.is_next,
+               dispatch.period_end_for(d.period, d.timezone, x.slot) AS natural_end,
+               dispatch.period_natural_start(d.period, d.timezone, x.slot, x.period_start) AS natural_start,
                NOT x.is_next AND x.slot < v_now - v_grace AS missed,
                x.slot >= v_now - d.catch_up_window AS in_window,
                max(x.slot) FILTER (WHERE x.is_next) OVER w AS batch_next
@@ -1114,12 +1286,31 @@ BEGIN
         SELECT s.*,
                -- 'latest' runs the newest missed slot only when this batch reaches the present.
                s.slot = max(s.slot) FILTER (WHERE s.missed AND s.in_window) OVER (PARTITION BY s.id)
-                   AND (s.batch_next IS NULL OR s.batch_next >= v_now - v_grace) AS newest_missed
+                   AND (s.batch_next IS NULL OR s.batch_next >= v_now - v_grace) AS newest_missed,
+               -- A period is handed out once: the first slot that closes it. A slot closing a
+               -- period that already has its job (a calendar period with several slots, or one
+               -- the schedule handed out before an edit) is passed by without a job or an alert.
+               NOT s.is_next AND (
+                   s.natural_end <= s.last_end AND EXISTS (
+                       SELECT 1 FROM dispatch.idempotency_keys k
+                        WHERE k.key = dispatch.slot_key(s.integration_id, s.kind, s.natural_end) AND k.job_id IS NOT NULL)
+                   OR row_number() OVER (PARTITION BY s.id, s.natural_end, s.is_next ORDER BY s.slot) > 1) AS covered,
+               -- An operator rewound next_slot over a period that has no job (it was skipped and
+               -- alerted): it runs as its natural span, filling that hole only.
+               coalesce(s.natural_end <= s.last_end, false) AS revisit
         FROM slots s
+    ), periods AS (
+        -- Contiguous: each period starts where the previous one ended (in this batch, else
+        -- the schedule's last period), never at a start of its own that would overlap or gap.
+        SELECT r.*,
+               CASE WHEN r.revisit THEN r.natural_start
+                    ELSE coalesce(greatest(lag(r.natural_end) OVER (PARTITION BY r.id ORDER BY r.slot), r.last_end),
+                                  r.natural_start) END AS period_start
+        FROM ranked r WHERE NOT r.covered AND NOT r.is_next
     ), plan AS (
-        SELECT r.*, dispatch.slot_key(r.integration_id, r.kind, r.slot) AS key,
-               NOT r.is_next AND (NOT r.missed OR r.in_window AND (r.catch_up = 'all' OR r.catch_up = 'latest' AND r.newest_missed)) AS run
-        FROM ranked r
+        SELECT p.*, dispatch.slot_key(p.integration_id, p.kind, p.natural_end) AS key,
+               NOT p.missed OR p.in_window AND (p.catch_up = 'all' OR p.catch_up = 'latest' AND p.newest_missed) AS run
+        FROM periods p
     ), reserved AS (
         INSERT INTO dispatch.idempotency_keys (key, integration_id, kind, slot)
         SELECT p.key, p.integration_id, p.kind, p.slot FROM plan p WHERE p.run
@@ -1130,12 +1321,14 @@ BEGIN
                                    run_after, idempotency_key, source, schedule_id)
         SELECT p.integration_id, p.kind,
                p.payload || jsonb_build_object('slot', dispatch.slot_iso(p.slot),
+                                               'period', p.period,
+                                               'period_label', dispatch.period_label(p.period, p.timezone, p.natural_end),
                                                'period_start', dispatch.slot_iso(p.period_start),
-                                               'period_end', dispatch.slot_iso(p.slot),
+                                               'period_end', dispatch.slot_iso(p.natural_end),
                                                'timezone', p.timezone, 'schedule_id', p.id),
                p.priority, coalesce(p.max_attempts, 5), p.slot, p.slot, p.key, 'cron', p.id
-        -- Two schedules of one integration and kind that share a slot share its key: one job
-        -- (the older schedule's) is that slot's one effect.
+        -- Two schedules of one integration and kind that share a period share its key: one job
+        -- (the older schedule's) is that period's one effect.
         FROM (SELECT DISTINCT ON (p.key) p.* FROM plan p JOIN reserved r ON r.key = p.key ORDER BY p.key, p.id) p
         ORDER BY p.slot, p.id
         RETURNING 1
@@ -1145,23 +1338,55 @@ BEGIN
                    format('schedule %s (%s %s): slot %s was not run: %s', p.id, p.integration_id, p.kind,
                           dispatch.slot_iso(p.slot), reason),
                    jsonb_build_object('slot', dispatch.slot_iso(p.slot), 'reason', reason, 'catch_up', p.catch_up,
-                                      'idempotency_key', p.key, 'acting_for', v_now),
+                                      'idempotency_key', p.key, 'acting_for', v_now,
+                                      'period_start', dispatch.slot_iso(p.period_start),
+                                      'period_end', dispatch.slot_iso(p.natural_end)),
                    p.integration_id, NULL, p.id)
         FROM plan p,
              LATERAL (SELECT CASE WHEN NOT p.in_window THEN format('older than the catch-up window (%s)', p.catch_up_window)
                                   WHEN p.catch_up = 'latest' THEN 'catch_up = latest: only the newest missed slot runs'
                                   ELSE 'catch_up = skip: missed slots are not run' END AS reason) r
-        WHERE NOT p.run AND NOT p.is_next
+        WHERE NOT p.run
+    ), adjusted AS (
+        SELECT dispatch.raise_alert(
+                   'period_adjusted', 'schedule:' || p.id || ':' || dispatch.slot_iso(p.natural_end),
+                   format('schedule %s (%s %s): the period ending %s starts at %s, where the last one ended, not at %s: '
+                          'the schedule''s cron, time zone or period changed; check that export',
+                          p.id, p.integration_id, p.kind, dispatch.slot_iso(p.natural_end),
+                          dispatch.slot_iso(p.period_start), dispatch.slot_iso(p.natural_start)),
+                   jsonb_build_object('period_start', dispatch.slot_iso(p.period_start),
+                                      'period_end', dispatch.slot_iso(p.natural_end),
+                                      'natural_start', dispatch.slot_iso(p.natural_start), 'idempotency_key', p.key),
+                   p.integration_id, NULL, p.id)
+        FROM plan p
+        WHERE p.run AND p.natural_start IS NOT NULL AND p.period_start IS DISTINCT FROM p.natural_start
+    ), taken AS (
+        -- A key in the schedules' namespace that no tick made (its ledger row has no slot):
+        -- the period's export did not run; say so loudly.
+        SELECT dispatch.raise_alert(
+                   'slot_key_taken', 'key:' || p.key,
+                   format('schedule %s (%s %s): the key %s of the period ending %s was already taken by job %s, which '
+                          'the schedule did not make; the scheduled export did not run',
+                          p.id, p.integration_id, p.kind, p.key, dispatch.slot_iso(p.natural_end),
+                          coalesce(k.job_id::text, '(none)')),
+                   jsonb_build_object('idempotency_key', p.key, 'job_id', k.job_id), p.integration_id, k.job_id, p.id)
+        FROM plan p JOIN dispatch.idempotency_keys k ON k.key = p.key
+        WHERE p.run AND k.slot IS NULL
     ), advanced AS (
         UPDATE dispatch.schedules s
-           SET next_slot = a.next_slot, last_slot = greatest(s.last_slot, a.last_slot)
-          FROM (SELECT p.id, max(p.slot) FILTER (WHERE p.is_next) AS next_slot,
-                       max(p.slot) FILTER (WHERE NOT p.is_next) AS last_slot
-                FROM plan p GROUP BY p.id) a
+           SET next_slot = a.next_slot, last_slot = greatest(s.last_slot, a.last_slot),
+               period_end = coalesce(greatest(s.period_end, a.period_end), s.period_end)
+          FROM (SELECT r.id, max(r.slot) FILTER (WHERE r.is_next) AS next_slot,
+                       max(r.slot) FILTER (WHERE NOT r.is_next) AS last_slot,
+                       max(r.natural_end) FILTER (WHERE NOT r.is_next AND NOT r.covered) AS period_end
+                FROM ranked r GROUP BY r.id) a
          WHERE s.id = a.id
     )
     -- (data-modifying CTEs run whether or not they are read: `advanced` always happens)
-    SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM alerted) INTO v_inserted, v_skipped;
+    -- (and the alert CTEs run because they are read here)
+    SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM alerted) + (SELECT count(*) FROM taken),
+           (SELECT count(*) FROM adjusted)
+      INTO v_inserted, v_skipped, v_adjusted;
 
     INSERT INTO dispatch.tick_runs (acting_for, started_at, duration_ms, inserted, skipped, caller, lateness_ms)
     VALUES (v_now, v_t0, 1000 * extract(epoch FROM clock_timestamp() - v_t0), v_inserted, v_skipped, v_caller,
@@ -1176,7 +1401,7 @@ END $$;
 -- Name: FUNCTION tick(now timestamp with time zone); Type: COMMENT; Schema: dispatch; Owner: -
 --
 
-COMMENT ON FUNCTION dispatch.tick(now timestamp with time zone) IS 'insert one job per due slot (lookahead, catch-up policy, ledger dedup), advance next_slot; returns jobs inserted';
+COMMENT ON FUNCTION dispatch.tick(now timestamp with time zone) IS 'insert one job per due period (lookahead, catch-up policy, contiguous periods, ledger dedup), advance next_slot; returns jobs inserted';
 
 
 --
@@ -1443,6 +1668,7 @@ CREATE TABLE dispatch.jobs (
     idempotency_key text NOT NULL,
     source text DEFAULT 'sql'::text NOT NULL,
     schedule_id bigint,
+    cancel_requested_at timestamp with time zone,
     CONSTRAINT jobs_kind_format CHECK ((kind ~ '^[a-z][a-z0-9_.-]{0,62}$'::text)),
     CONSTRAINT jobs_max_attempts CHECK ((max_attempts >= 1)),
     CONSTRAINT jobs_payload_object CHECK ((jsonb_typeof(payload) = 'object'::text)),
@@ -1462,6 +1688,13 @@ COMMENT ON COLUMN dispatch.jobs.priority IS 'lower runs first';
 --
 
 COMMENT ON COLUMN dispatch.jobs.scheduled_for IS 'the slot (or the request time); drift = started_at - scheduled_for';
+
+
+--
+-- Name: COLUMN jobs.cancel_requested_at; Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON COLUMN dispatch.jobs.cancel_requested_at IS 'a cancel asked of a running job: its worker stops the adapter call, then records the outcome';
 
 
 --
@@ -1704,11 +1937,14 @@ CREATE TABLE dispatch.schedules (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     cron_spec dispatch.cron_spec,
+    period text DEFAULT 'slot'::text NOT NULL,
+    period_end timestamp with time zone,
     CONSTRAINT schedules_catch_up CHECK ((catch_up = ANY (ARRAY['all'::text, 'latest'::text, 'skip'::text]))),
     CONSTRAINT schedules_catch_up_window CHECK ((catch_up_window >= '00:00:00'::interval)),
     CONSTRAINT schedules_kind_format CHECK ((kind ~ '^[a-z][a-z0-9_.-]{0,62}$'::text)),
     CONSTRAINT schedules_max_attempts CHECK ((max_attempts >= 1)),
-    CONSTRAINT schedules_payload_object CHECK ((jsonb_typeof(payload) = 'object'::text))
+    CONSTRAINT schedules_payload_object CHECK ((jsonb_typeof(payload) = 'object'::text)),
+    CONSTRAINT schedules_period CHECK ((period = ANY (ARRAY['slot'::text, 'day'::text, 'week'::text, 'month'::text])))
 );
 
 
@@ -1717,6 +1953,20 @@ CREATE TABLE dispatch.schedules (
 --
 
 COMMENT ON COLUMN dispatch.schedules.cron_spec IS 'cron parsed by dispatch.cron_parse(); maintained by the schedules_before_write trigger';
+
+
+--
+-- Name: COLUMN schedules.period; Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON COLUMN dispatch.schedules.period IS 'what one job stands for: slot (the span since the previous slot) or the calendar day, week (ISO, from Monday) or month before the slot, in the schedule''s zone';
+
+
+--
+-- Name: COLUMN schedules.period_end; Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON COLUMN dispatch.schedules.period_end IS 'where the last period handed out (or alerted) ended: the next one starts here, whatever the cron or zone became';
 
 
 --
@@ -1782,6 +2032,31 @@ CREATE TABLE dispatch.workers (
     concurrency integer,
     stopped_at timestamp with time zone
 );
+
+
+--
+-- Name: write_intents; Type: TABLE; Schema: dispatch; Owner: -
+--
+
+CREATE TABLE dispatch.write_intents (
+    idempotency_key text NOT NULL,
+    reference text NOT NULL,
+    job_id bigint,
+    worker_id text NOT NULL,
+    first_sent_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    last_sent_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    sends integer DEFAULT 1 NOT NULL,
+    confirmed_at timestamp with time zone,
+    document jsonb,
+    CONSTRAINT write_intents_reference_set CHECK ((reference <> ''::text))
+);
+
+
+--
+-- Name: TABLE write_intents; Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON TABLE dispatch.write_intents IS 'one row per key whose write was (or may have been) sent to a vendor; never pruned with jobs';
 
 
 --
@@ -1894,6 +2169,14 @@ ALTER TABLE ONLY dispatch.time_zones
 
 ALTER TABLE ONLY dispatch.workers
     ADD CONSTRAINT workers_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: write_intents write_intents_pkey; Type: CONSTRAINT; Schema: dispatch; Owner: -
+--
+
+ALTER TABLE ONLY dispatch.write_intents
+    ADD CONSTRAINT write_intents_pkey PRIMARY KEY (idempotency_key);
 
 
 --
@@ -2104,6 +2387,14 @@ ALTER TABLE ONLY dispatch.schedules
 
 
 --
+-- Name: write_intents write_intents_idempotency_key_fkey; Type: FK CONSTRAINT; Schema: dispatch; Owner: -
+--
+
+ALTER TABLE ONLY dispatch.write_intents
+    ADD CONSTRAINT write_intents_idempotency_key_fkey FOREIGN KEY (idempotency_key) REFERENCES dispatch.idempotency_keys(key);
+
+
+--
 -- Name: SCHEMA dispatch; Type: ACL; Schema: -; Owner: -
 --
 
@@ -2129,10 +2420,31 @@ GRANT ALL ON FUNCTION dispatch.alerts_notify() TO dispatch_worker;
 
 
 --
+-- Name: FUNCTION begin_write(p_job_id bigint, p_worker text, p_reference text, p_window_seconds double precision, OUT decision text, OUT wait_seconds double precision, OUT sends integer); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.begin_write(p_job_id bigint, p_worker text, p_reference text, p_window_seconds double precision, OUT decision text, OUT wait_seconds double precision, OUT sends integer) TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION check_caller_key(p_integration_id text, p_kind text, p_key text, p_source text); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.check_caller_key(p_integration_id text, p_kind text, p_key text, p_source text) TO dispatch_worker;
+
+
+--
 -- Name: FUNCTION claim_jobs(p_worker text, p_limit integer, p_lease_seconds double precision); Type: ACL; Schema: dispatch; Owner: -
 --
 
 GRANT ALL ON FUNCTION dispatch.claim_jobs(p_worker text, p_limit integer, p_lease_seconds double precision) TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION confirm_write(p_job_id bigint, p_reference text, p_document jsonb); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.confirm_write(p_job_id bigint, p_reference text, p_document jsonb) TO dispatch_worker;
 
 
 --
@@ -2156,6 +2468,13 @@ GRANT ALL ON FUNCTION dispatch.enqueue_job(integration_id text, kind text, paylo
 REVOKE ALL ON FUNCTION dispatch.integration_secret(p_integration_id text, p_default_name text) FROM PUBLIC;
 GRANT ALL ON FUNCTION dispatch.integration_secret(p_integration_id text, p_default_name text) TO dispatch_worker;
 GRANT ALL ON FUNCTION dispatch.integration_secret(p_integration_id text, p_default_name text) TO service_role;
+
+
+--
+-- Name: FUNCTION is_schedule_key(p_integration_id text, p_kind text, p_key text); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.is_schedule_key(p_integration_id text, p_kind text, p_key text) TO dispatch_worker;
 
 
 --
@@ -2191,6 +2510,27 @@ GRANT ALL ON FUNCTION dispatch.jobs_terminal() TO dispatch_worker;
 --
 
 GRANT SELECT,INSERT,UPDATE ON TABLE dispatch.tick_runs TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION period_end_for(p_period text, p_tz text, p_slot timestamp with time zone); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.period_end_for(p_period text, p_tz text, p_slot timestamp with time zone) TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION period_label(p_period text, p_tz text, p_end timestamp with time zone); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.period_label(p_period text, p_tz text, p_end timestamp with time zone) TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION period_natural_start(p_period text, p_tz text, p_slot timestamp with time zone, p_prev_slot timestamp with time zone); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.period_natural_start(p_period text, p_tz text, p_slot timestamp with time zone, p_prev_slot timestamp with time zone) TO dispatch_worker;
 
 
 --
@@ -2448,6 +2788,13 @@ GRANT UPDATE(last_slot) ON TABLE dispatch.schedules TO dispatch_worker;
 
 
 --
+-- Name: COLUMN schedules.period_end; Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT UPDATE(period_end) ON TABLE dispatch.schedules TO dispatch_worker;
+
+
+--
 -- Name: SEQUENCE schedules_id_seq; Type: ACL; Schema: dispatch; Owner: -
 --
 
@@ -2480,6 +2827,13 @@ GRANT SELECT ON TABLE dispatch.time_zones TO dispatch_worker;
 --
 
 GRANT SELECT,INSERT,UPDATE ON TABLE dispatch.workers TO dispatch_worker;
+
+
+--
+-- Name: TABLE write_intents; Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT SELECT,INSERT,UPDATE ON TABLE dispatch.write_intents TO dispatch_worker;
 
 
 --

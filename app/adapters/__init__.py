@@ -56,6 +56,9 @@ def validate_adapter(name: str, cls: type[Any]) -> None:
     for capability in ("uses_http", "uses_credentials", "resumes_sync"):
         if not isinstance(getattr(cls, capability, False), bool):
             raise TypeError(f"adapter {name!r}: {capability} must be True or False")
+    window = getattr(cls, "write_window", 0.0)
+    if isinstance(window, bool) or not isinstance(window, int | float) or window < 0:
+        raise TypeError(f"adapter {name!r}: write_window must be a number of seconds >= 0")
 
 
 class Registry:

@@ -33,6 +33,10 @@ class Capabilities:
     uses_http: bool = True          # gets the shared httpx.AsyncClient (False: ``ctx.http`` is None)
     uses_credentials: bool = True   # gets the integration's vault secret (False: none is read)
     resumes_sync: bool = False      # a ``sync`` without ``since`` continues from the last one's ``cursor``
+    #: Seconds the vendor may still apply a write after the client stopped waiting (its queue
+    #: and execution limits). A retry that finds an unconfirmed write waits this long since
+    #: the last send, and looks the reference up, before it sends again.
+    write_window: float = 0.0
 
     @classmethod
     def of(cls, adapter: Any) -> Capabilities:
@@ -41,13 +45,40 @@ class Capabilities:
         kind = adapter if isinstance(adapter, type) else type(adapter)
         found = _KNOWN.get(kind)
         if found is None:
-            found = _KNOWN[kind] = cls(**{name: bool(getattr(kind, name, default))
+            found = _KNOWN[kind] = cls(**{name: type(default)(getattr(kind, name, default))
                                           for name, default in _DEFAULTS.items()})
         return found
 
 
-_DEFAULTS = {"uses_http": True, "uses_credentials": True, "resumes_sync": False}
+_DEFAULTS: dict[str, Any] = {"uses_http": True, "uses_credentials": True, "resumes_sync": False, "write_window": 0.0}
 _KNOWN: dict[type, Capabilities] = {}
+
+
+class Writes(Protocol):
+    """The write-ahead protocol every adapter follows around a vendor write:
+
+    1. look the job's reference up at the vendor; if found, ``await ctx.writes.confirmed(ref, doc)``
+       and return it (the write already happened, perhaps late);
+    2. ``await ctx.writes.before_write(ref)``: records the intent durably, or raises — a
+       parking :class:`~app.core.errors.RetryableError` while an earlier send may still be
+       applied by the vendor, :class:`~app.core.errors.WriteRefused` when this attempt no
+       longer owns the job (its lease lapsed) or the job was cancelled;
+    3. send, then ``await ctx.writes.confirmed(ref, doc)`` with what the vendor answered.
+    """
+
+    async def before_write(self, reference: str) -> None: ...
+
+    async def confirmed(self, reference: str, document: dict[str, Any]) -> None: ...
+
+
+class NoWrites:
+    """For contexts built by hand (tests, tools): records nothing, refuses nothing."""
+
+    async def before_write(self, reference: str) -> None:
+        return None
+
+    async def confirmed(self, reference: str, document: dict[str, Any]) -> None:
+        return None
 
 
 @dataclass
@@ -68,6 +99,8 @@ class JobContext:
     #: ``integration.config`` validated once into the adapter's ``config_model`` by the daemon
     #: (None when the adapter has no model, or when a test builds the context by hand).
     config: Any = None
+    #: The write-ahead intent and the fence (see :class:`Writes`).
+    writes: Writes = field(default_factory=NoWrites)
 
 
 @dataclass
@@ -94,6 +127,7 @@ class Adapter(Protocol):
     uses_http: ClassVar[bool]
     uses_credentials: ClassVar[bool]
     resumes_sync: ClassVar[bool]
+    write_window: ClassVar[float]
 
     async def run(self, ctx: JobContext) -> dict[str, Any]:
         """Do the job; return a small JSON-able result stored on the job row."""

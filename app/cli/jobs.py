@@ -96,9 +96,15 @@ def cmd_jobs_cancel(args: argparse.Namespace) -> int:
         row = fetch_one(conn, "cli_job_cancel", id=args.id)
         if row is None:
             raise _why_not(conn, args.id, "cancelled", "only queued or running jobs can be cancelled")
-    running = row["was"] == "running"
-    note = f" (worker {row['worker_id']} may finish its call; its result is discarded)" if running else ""
-    _report(args, row, f"job {args.id} cancelled (was {row['was']}){note}")
+        if row["was"] != "running":
+            _report(args, row, f"job {args.id} cancelled (was {row['was']})")
+            return 0
+        # A running job: its worker stops the adapter call at the vendor boundary (or lets a
+        # write already sent finish), then records what happened.
+        _report(args, row, f"job {args.id} is running on worker {row['worker_id']}: cancel requested; its worker "
+                           "stops it before the next vendor write (a write already sent is let finish)")
+        if args.wait:
+            return wait_and_report(conn, args, args.id)
     return 0
 
 
@@ -181,7 +187,8 @@ def register(sub: Any) -> None:
     _wait_options(p)
     p.set_defaults(func=cmd_jobs_retry)
 
-    p = jobs.add_parser("cancel", help="cancel a queued or running job")
+    p = jobs.add_parser("cancel", help="cancel a queued job, or ask a running job's worker to stop it")
     p.add_argument("id", type=int, help="job id")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _wait_options(p)
     p.set_defaults(func=cmd_jobs_cancel)

@@ -25,11 +25,16 @@ class PermanentError(DispatchError):
 
 
 class RetryableError(DispatchError):
-    """The vendor or network failed transiently; the job will be tried again."""
+    """The vendor or network failed transiently; the job will be tried again.
 
-    def __init__(self, message: str | None = None, retry_after: float | None = None) -> None:
+    ``park=True``: the job waits ``retry_after`` seconds without spending an attempt (the
+    vendor asked us to wait — credits reset, a write still processing — the job did nothing wrong).
+    """
+
+    def __init__(self, message: str | None = None, retry_after: float | None = None, park: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.park = park
 
 
 class AuthError(RetryableError):
@@ -46,6 +51,15 @@ class DuplicateAdapter(DispatchError):
 
 class MissingSecret(PermanentError):
     """The integration's secret is not in the vault: add it with `integration-dispatch secrets set`."""
+
+
+class WriteRefused(DispatchError):
+    """The daemon refused to let this attempt send its write: it no longer owns the job, or the
+    job was cancelled. Nothing was sent."""
+
+    def __init__(self, message: str | None = None, cancelled: bool = False) -> None:
+        super().__init__(message)
+        self.cancelled = cancelled
 
 
 class OwnershipLost(DispatchError):

@@ -39,6 +39,7 @@ class Status(enum.StrEnum):
     RETRY = "retry"           # try again after ``delay``; the attempt counts
     PARK = "park"             # wait (open circuit, database trouble) without spending the attempt
     FAILED = "failed"         # terminal: permanent error or attempts spent
+    CANCELLED = "cancelled"   # terminal: an operator's cancel, stopped at the vendor boundary
 
 
 @dataclass

@@ -75,7 +75,8 @@ class Health:
             0 if ok else (failures_before if failures_before is not None else 0))
         params = {"id": integration_id, "ok": ok, "error": (error or "")[:500], "latency_ms": latency_ms,
                   "threshold": threshold or self.policy.failure_threshold, "next_probe_s": next_probe}
-        async with self.pool.connection() as conn:
+        # One transaction: whoever sees the circuit change also sees its alert.
+        async with self.pool.connection() as conn, conn.transaction():
             row = await (await conn.execute(query("health_record"), params)).fetchone()
             if row is None:
                 return None

@@ -17,16 +17,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 import psycopg
 
 from app.adapters import Registry
-from app.adapters.base import Capabilities, Integration, JobContext, ProbeContext
+from app.adapters.base import Capabilities, Integration, JobContext, NoWrites, ProbeContext, Writes
 from app.core import logs
-from app.core.errors import AuthError, PermanentError, RetryableError
+from app.core.errors import AuthError, PermanentError, RetryableError, WriteRefused
 from app.core.job import ClaimedJob, Outcome, Status
 from app.core.redaction import redact
 from app.core.retry import RetryPolicy
 from app.core.secret import Secret
+from app.daemon.writes import Fence, WriteGuard
 
 if TYPE_CHECKING:
     import httpx
+
+    from app.db.stores import JobStore
 
 
 class Credentials(Protocol):
@@ -59,8 +62,12 @@ class Executor:
     health: HealthHook | None = None
     #: Where the last successful sync stopped (integration, kind) -> cursor; the daemon reads the ledger.
     last_cursor: Callable[[str, str], Awaitable[str | None]] | None = None
+    #: Records write intents (None: adapters get a guard that records nothing, e.g. in unit tests).
+    jobs: JobStore | None = None
+    #: The write guard of each job running now: the poller asks whether a write is in flight.
+    guards: dict[int, WriteGuard] = field(default_factory=dict)
 
-    async def execute(self, job: ClaimedJob) -> Outcome:
+    async def execute(self, job: ClaimedJob, fence: Fence | None = None) -> Outcome:
         secret: Secret | None = None
         try:
             adapter = self.registry.get(job.adapter)
@@ -68,23 +75,34 @@ class Executor:
             if job.unreadable:
                 raise PermanentError(f"the payload is unreadable ({job.unreadable}); "
                                      "flatten it to at most a few hundred levels")
-            ctx = await self._context(adapter, job, config)
+            ctx = await self._context(adapter, job, config, self._writes(adapter, job, config, fence))
             secret = ctx.credentials
-            outcome = await self._run(adapter, ctx)
+            outcome = await self._run(adapter, ctx, fence)
         except CREDENTIAL_DB_ERRORS as exc:
             # The vault could not be read (the database, not the job): try again, attempt unspent.
             outcome = Outcome(Status.PARK, error=f"credentials could not be read: {type(exc).__name__}",
                               delay=self.retry.delay(1, None))
         except PermanentError as exc:
             outcome = Outcome(Status.FAILED, error=str(exc))
+        except WriteRefused as exc:
+            outcome = Outcome(Status.CANCELLED if exc.cancelled else Status.PARK, error=str(exc), delay=1.0)
         except RetryableError as exc:
-            outcome = self._retry_or_fail(job, str(exc), exc.retry_after, vendor_fault=True)
+            if exc.park:  # the vendor asked us to wait: no attempt spent, no fault counted
+                outcome = Outcome(Status.PARK, error=str(exc), delay=self.retry.delay(1, exc.retry_after))
+            else:
+                outcome = self._retry_or_fail(job, str(exc), exc.retry_after, vendor_fault=True)
         except TimeoutError:
-            outcome = self._retry_or_fail(job, f"the job did not finish within {self.job_timeout:g} s", None,
-                                          vendor_fault=True)
+            if fence is not None and fence.expired():
+                outcome = Outcome(Status.PARK, delay=1.0, error="the adapter call was stopped before the job's lease "
+                                  "expired: the lease could not be renewed (database unreachable?)")
+            else:
+                outcome = self._retry_or_fail(job, f"the job did not finish within {self.job_timeout:g} s", None,
+                                              vendor_fault=True)
         except Exception as exc:  # noqa: BLE001 — an adapter bug must fail the job, not the daemon
             logs.event("job.adapter_crashed", logging.ERROR, job_id=job.id, error_type=type(exc).__name__)
             outcome = self._retry_or_fail(job, f"unexpected {type(exc).__name__}: {exc}", None)
+        finally:
+            self.guards.pop(job.id, None)
         outcome.error = redact(outcome.error, secret, self.state.get(job.integration_id))
         if self.health is not None:
             try:
@@ -97,17 +115,17 @@ class Executor:
                            error=f"{type(exc).__name__}: {str(exc)[:200]}")
         return outcome
 
-    async def _run(self, adapter: Any, ctx: JobContext) -> Outcome:
+    async def _run(self, adapter: Any, ctx: JobContext, fence: Fence | None) -> Outcome:
         cold = Capabilities.of(adapter).uses_http and ctx.integration.id not in self.warmed
         t0 = time.perf_counter()
         try:
-            result = await self._bounded(adapter.run(ctx))
+            result = await self._bounded(adapter.run(ctx), fence)
         except AuthError:
             # Credentials may have been rotated: re-read them once and try again.
             self.credentials.invalidate(ctx.integration.id)
             ctx.credentials = await self._secret(adapter, ctx.integration)
             ctx.state.clear()
-            result = await self._bounded(adapter.run(ctx))
+            result = await self._bounded(adapter.run(ctx), fence)
         if cold:
             # Nothing warmed this integration before the job: its first call paid for the
             # connection (and token). Worth knowing for scheduled exports.
@@ -116,10 +134,26 @@ class Executor:
                        ms=round((time.perf_counter() - t0) * 1000, 1))
         return Outcome(Status.SUCCEEDED, result=result if isinstance(result, dict) else {"value": result})
 
-    async def _bounded(self, work: Any) -> Any:
-        # asyncio.timeout, not wait_for: no extra task per job on the hot path.
-        async with asyncio.timeout(self.job_timeout):
+    async def _bounded(self, work: Any, fence: Fence | None) -> Any:
+        # asyncio.timeout, not wait_for: no extra task per job on the hot path. The fence
+        # brings the deadline forward to the lease's, and renewals push it on.
+        async with asyncio.timeout(self.job_timeout) as timeout:
+            if fence is not None:
+                fence.bind(timeout, asyncio.get_running_loop().time() + self.job_timeout)
             return await work
+
+    def write_in_flight(self, job_id: int) -> bool:
+        guard = self.guards.get(job_id)
+        return guard is not None and guard.in_flight
+
+    def _writes(self, adapter: Any, job: ClaimedJob, config: Any, fence: Fence | None) -> Writes:
+        if self.jobs is None:
+            return NoWrites()
+        window = getattr(config, "write_window_seconds", None)
+        guard = WriteGuard(self.jobs, job.id, Capabilities.of(adapter).write_window if window is None else window,
+                           fence)
+        self.guards[job.id] = guard
+        return guard
 
     def _retry_or_fail(self, job: ClaimedJob, error: str, retry_after: float | None,
                        vendor_fault: bool = False) -> Outcome:
@@ -142,13 +176,13 @@ class Executor:
             raise PermanentError(f"integration {job.integration_id!r} has an invalid config: "
                                  f"{_first_error(exc)}; fix dispatch.integrations.config") from None
 
-    async def _context(self, adapter: Any, job: ClaimedJob, config: Any) -> JobContext:
+    async def _context(self, adapter: Any, job: ClaimedJob, config: Any, writes: Writes) -> JobContext:
         integration = Integration(job.integration_id, job.adapter, job.config, job.secret_name)
         return JobContext(
             job_id=job.id, integration=integration, kind=job.kind, payload=await self._payload(adapter, job),
             idempotency_key=job.idempotency_key, attempt=job.attempts, scheduled_for=job.scheduled_for,
             credentials=await self._secret(adapter, integration), http=self._http(adapter),
-            state=self.state.setdefault(job.integration_id, {}), config=config,
+            state=self.state.setdefault(job.integration_id, {}), config=config, writes=writes,
         )
 
     async def _payload(self, adapter: Any, job: ClaimedJob) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from app.core import logs, metrics
 from app.core.job import ClaimedJob, Outcome, Status
 from app.core.retry import RetryPolicy
 from app.daemon.completer import Completer
+from app.daemon.writes import Fence
 from app.db.errors import DB_ERRORS
 from app.db.pool import DbState, with_retry
 from app.db.stores import JobStore
@@ -31,7 +32,11 @@ FETCH_COOLDOWN = 0.002  # seconds a nearly-full worker waits for more slots befo
 class Runs(Protocol):
     """What runs one job (the :class:`~app.daemon.executor.Executor`); never raises."""
 
-    async def execute(self, job: ClaimedJob) -> Outcome: ...
+    async def execute(self, job: ClaimedJob, fence: Fence | None = None) -> Outcome: ...
+
+    def write_in_flight(self, job_id: int) -> bool:
+        """Whether the job has sent a vendor write that has not answered yet."""
+        ...
 
 
 @dataclass
@@ -54,6 +59,9 @@ class Worker:
         # renews them) but no longer using a local slot, so claims overlap with writes.
         self.unflushed: set[int] = set()
         self.jobs: dict[int, ClaimedJob] = {}
+        # Each running job's lease as this process sees it: its adapter call stops before it ends.
+        self.fences: dict[int, Fence] = {}
+        self.cancelling: set[int] = set()  # an operator asked; the job stops at its next vendor boundary
         self.completer = Completer(store, self.db, self._completed, lambda job_id: self._forget([job_id]))
         self.stopping = False
         self._wake = asyncio.Event()
@@ -122,8 +130,21 @@ class Worker:
         return self.config.poll_interval if self.listening() else min(self.config.poll_interval, 1.0)
 
     # -- one job
+    def _fence_deadline(self) -> float:
+        """Stop an adapter call a fifth of a lease (at most 5 s) before the lease would expire, so
+        it has ended before any other daemon can rescue the job, clocks a little apart included."""
+        lease = self.config.lease_seconds
+        return asyncio.get_running_loop().time() + lease - min(lease / 5, 5.0)
+
     def _start(self, job: ClaimedJob) -> None:
+        if job.id in self.inflight:
+            # Never two attempts of one job in one daemon: the old one is still stopping.
+            logs.event("job.already_running", logging.WARNING, job_id=job.id,
+                       detail="claimed again while its previous attempt is still stopping; released")
+            asyncio.get_running_loop().create_task(self.store.release([job.id], "claimed while still running here"))
+            return
         self.jobs[job.id] = job
+        self.fences[job.id] = Fence(self._fence_deadline())
         self.inflight[job.id] = asyncio.create_task(self._run_job(job), name=f"job-{job.id}")
         metrics.observe_started(job)
         logs.event("job.started", job_id=job.id, integration=job.integration_id, kind=job.kind,
@@ -131,7 +152,12 @@ class Worker:
 
     async def _run_job(self, job: ClaimedJob) -> None:
         t0 = time.perf_counter()
-        outcome = await self.executor.execute(job)
+        try:
+            outcome = await self.executor.execute(job, self.fences.get(job.id))
+        except asyncio.CancelledError:
+            if job.id not in self.cancelling:
+                raise  # lease lost or shutdown: someone else records it
+            outcome = Outcome(Status.CANCELLED, error="stopped before its next vendor write")
         metrics.observe_finished(job, outcome.status, time.perf_counter() - t0)
         duration_ms = round((time.perf_counter() - t0) * 1000, 2)
         if outcome.status is Status.SUCCEEDED:
@@ -145,9 +171,13 @@ class Worker:
         await self._record_failure(job, outcome, duration_ms)
 
     async def _record_failure(self, job: ClaimedJob, outcome: Outcome, duration_ms: float) -> None:
-        failed = outcome.status is Status.FAILED
+        if job.id in self.cancelling and outcome.status is not Status.FAILED:
+            outcome.status, outcome.error = Status.CANCELLED, f"cancelled by an operator; {outcome.error or 'stopped'}"
+        failed = outcome.status in (Status.FAILED, Status.CANCELLED)
 
         async def write() -> bool:
+            if outcome.status is Status.CANCELLED:
+                return await self.store.cancel(job.id, outcome.error)
             if failed:
                 return await self.store.fail(job.id, outcome.error)
             return await self.store.retry(job.id, outcome.error, outcome.delay, refund=outcome.status is Status.PARK)
@@ -173,6 +203,8 @@ class Worker:
             self.inflight.pop(job_id, None)
             self.unflushed.discard(job_id)
             self.jobs.pop(job_id, None)
+            self.fences.pop(job_id, None)
+            self.cancelling.discard(job_id)
         self.wake()
 
     # -- leases and shutdown
@@ -181,7 +213,14 @@ class Worker:
         if not ids:
             return 0
         kept = await self.store.renew(ids, self.config.lease_seconds)
-        for job_id in set(ids) - kept:
+        deadline = self._fence_deadline()
+        for job_id, cancel_requested in kept.items():
+            fence = self.fences.get(job_id)
+            if fence is not None:
+                fence.extend(deadline)
+            if cancel_requested:
+                self._cancel(job_id)
+        for job_id in set(ids) - set(kept):
             task = self.inflight.get(job_id)
             if task is not None:
                 task.cancel()
@@ -189,6 +228,19 @@ class Worker:
                            detail="another worker rescued it; this run was cancelled")
                 self._forget([job_id])
         return len(kept)
+
+    def _cancel(self, job_id: int) -> None:
+        """An operator's cancel: stop the adapter call now, unless a vendor write is in flight,
+        which is let finish so that what is recorded is what the vendor holds."""
+        task = self.inflight.get(job_id)
+        if task is None or job_id in self.cancelling:
+            return
+        self.cancelling.add(job_id)
+        if self.executor.write_in_flight(job_id):
+            logs.event("job.cancel_deferred", job_id=job_id, detail="a vendor write is in flight: letting it finish")
+            return
+        logs.event("job.cancelling", job_id=job_id)
+        task.cancel()
 
     async def drain(self, grace: float) -> None:
         """Stop claiming, let in-flight jobs finish within ``grace``, release the rest."""

@@ -86,10 +86,27 @@ class JobStore:
         async with self.pool.connection() as conn:
             return {r[0] for r in await (await conn.execute(query("release_jobs"), params)).fetchall()}
 
-    async def renew(self, ids: list[int], lease: float) -> set[int]:
+    async def renew(self, ids: list[int], lease: float) -> dict[int, bool]:
+        """Extend the leases still ours: id -> whether an operator asked to cancel it."""
         params = {"ids": ids, "worker": self.worker_id, "lease": lease}
         async with self.pool.connection() as conn:
-            return {r[0] for r in await (await conn.execute(query("renew_leases"), params)).fetchall()}
+            return {r[0]: r[1] for r in await (await conn.execute(query("renew_leases"), params)).fetchall()}
+
+    async def cancel(self, job_id: int, error: str | None) -> bool:
+        return await self._owned("cancel_job", {"id": job_id, "worker": self.worker_id, "error": error})
+
+    async def begin_write(self, job_id: int, reference: str, window: float) -> tuple[str, float, int]:
+        """(decision, seconds to wait, sends so far): see dispatch.begin_write."""
+        params = {"id": job_id, "worker": self.worker_id, "reference": reference, "window": window}
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(query("begin_write"), params)).fetchone()
+        assert row is not None
+        return str(row[0]), float(row[1]), int(row[2])
+
+    async def confirm_write(self, job_id: int, reference: str, document: dict[str, Any]) -> None:
+        params = {"id": job_id, "reference": reference, "document": json.dumps(document, default=str)}
+        async with self.pool.connection() as conn:
+            await conn.execute(query("confirm_write"), params)
 
     async def next_run_after(self) -> datetime | None:
         async with self.pool.connection() as conn:

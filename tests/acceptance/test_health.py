@@ -57,13 +57,13 @@ def test_probes__at_most_one_per_interval_across_restarts_and_daemons(
 def test_export__lands_once_at_the_vendor_and_the_ledger_says_so(
         conn: psycopg.Connection, bc: BusinessCentralEmulator, daemon_factory: Callable[..., DaemonProcess]) -> None:
     daemon_factory()
-    job = conn.execute("SELECT dispatch.enqueue('bc', 'export', %s, idempotency_key => 'bc:export:2026-11')",
+    job = conn.execute("SELECT dispatch.enqueue('bc', 'export', %s, idempotency_key => 'ledger:bc:export:2026-11')",
                        [json.dumps(EXPORT_PAYLOAD)]).fetchone()
     assert job is not None
     wait_for(lambda: conn.execute("SELECT status::text FROM dispatch.jobs").fetchone() == ("succeeded",), 20,
              message="export succeeded")
     assert len(bc.documents()) == 1
-    assert conn.execute("SELECT state FROM dispatch.idempotency_keys WHERE key = 'bc:export:2026-11'").fetchone() \
+    assert conn.execute("SELECT state FROM dispatch.idempotency_keys WHERE key = 'ledger:bc:export:2026-11'").fetchone() \
         == ("succeeded",)
 
 
@@ -103,7 +103,7 @@ def test_export__a_daemon_killed_after_the_vendor_write_leaves_one_document(
     bc.faults.push(match="batch", after=True, delay=60)  # the journal lines' $batch write
     fast_lease = {"DISPATCH_LEASE_SECONDS": "1.5", "DISPATCH_RESCUE_INTERVAL": "0.3"}
     victim = daemon_factory(**fast_lease)
-    conn.execute("SELECT dispatch.enqueue('bc', 'export', %s, idempotency_key => 'bc:export:crash')",
+    conn.execute("SELECT dispatch.enqueue('bc', 'export', %s, idempotency_key => 'ledger:bc:export:crash')",
                  [json.dumps(EXPORT_PAYLOAD)])
     wait_for(lambda: bc.log.count(operation="batch") >= 1, 20, message="the vendor write")
     victim.kill()

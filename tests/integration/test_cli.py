@@ -186,7 +186,7 @@ def test_jobs_retry__refuses_a_job_that_is_not_failed_or_cancelled(cli: CLI, con
     cli("jobs", "retry", "999999", code=2)
 
 
-def test_jobs_cancel__queued_and_running_then_the_worker_write_matches_nothing(
+def test_jobs_cancel__queued_at_once_running_is_a_request_its_worker_records(
         cli: CLI, conn: psycopg.Connection, integration: str) -> None:
     queued = cli.json("enqueue", integration, "sync")["job_id"]
     out, _ = cli("jobs", "cancel", str(queued))
@@ -195,12 +195,15 @@ def test_jobs_cancel__queued_and_running_then_the_worker_write_matches_nothing(
     conn.execute("UPDATE dispatch.jobs SET status = 'running', worker_id = 'w1', started_at = now(), "
                  "lease_expires_at = now() + interval '1 minute' WHERE id = %s", (running,))
     result = cli.json("jobs", "cancel", str(running))
-    assert result["was"] == "running" and result["status"] == "cancelled" and result["worker_id"] == "w1"
+    # Not reported as cancelled before its worker stopped the call at the vendor boundary.
+    assert result["was"] == "running" and result["status"] == "running" and result["worker_id"] == "w1"
     from app.db.queries import query
 
-    done = conn.execute(query("complete_jobs"), {"ids": [running], "finished": [0.0], "results": "[{}]",
-                                                 "worker": "w1"}).fetchall()
-    assert done == []  # the ownership-checked completion finds no running row
+    renewed = conn.execute(query("renew_leases"), {"ids": [running], "worker": "w1", "lease": 30}).fetchall()
+    assert renewed == [(running, True)]  # the worker learns of the request with its next renewal
+    refused = conn.execute(query("begin_write"), {"id": running, "worker": "w1", "reference": "R", "window": 60})
+    assert refused.fetchone() == ("cancelled", 0, 0)  # and may send nothing more
+    assert conn.execute(query("cancel_job"), {"id": running, "worker": "w1", "error": "cancelled"}).fetchone()
     assert _job(conn, running)[0] == "cancelled"
     _, err = cli("jobs", "cancel", str(queued), code=2)
     assert "is cancelled and cannot be cancelled: only queued or running jobs" in err

@@ -47,6 +47,6 @@ class FakeJobStore:
         rescued, self.expired = self.expired, 0
         return rescued
 
-    async def renew(self, ids: list[int], lease: float) -> set[int]:
+    async def renew(self, ids: list[int], lease: float) -> dict[int, bool]:
         self.renewed.append(list(ids))
-        return set(ids) - self.lost
+        return {i: False for i in ids if i not in self.lost}
