@@ -78,6 +78,7 @@ CREATE TYPE dispatch.job_status AS ENUM (
 
 CREATE FUNCTION dispatch.alerts_notify() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 BEGIN
     PERFORM pg_notify('dispatch_alerts', '');
@@ -91,6 +92,7 @@ END $$;
 
 CREATE FUNCTION dispatch.begin_write(p_job_id bigint, p_worker text, p_reference text, p_window_seconds double precision, OUT decision text, OUT wait_seconds double precision, OUT sends integer) RETURNS record
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 DECLARE
     v_key text;
@@ -152,6 +154,7 @@ COMMENT ON FUNCTION dispatch.begin_write(p_job_id bigint, p_worker text, p_refer
 CREATE FUNCTION dispatch.check_alerts(now timestamp with time zone DEFAULT now()) RETURNS integer
     LANGUAGE sql
     SET jit TO 'off'
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     SELECT dispatch.check_drift(check_alerts.now, make_interval(secs => dispatch.setting('drift_alert_seconds', '300')::double precision))
          + dispatch.check_overdue(check_alerts.now, make_interval(secs => dispatch.setting('overdue_alert_seconds', '300')::double precision))
@@ -172,6 +175,7 @@ COMMENT ON FUNCTION dispatch.check_alerts(now timestamp with time zone) IS 'rais
 
 CREATE FUNCTION dispatch.check_caller_key(p_integration_id text, p_kind text, p_key text, p_source text) RETURNS void
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 BEGIN
     IF p_key IS NOT NULL AND coalesce(p_source, 'sql') NOT IN ('cron', 'backfill')
@@ -197,6 +201,7 @@ COMMENT ON FUNCTION dispatch.check_caller_key(p_integration_id text, p_kind text
 
 CREATE FUNCTION dispatch.check_drift(p_now timestamp with time zone, p_limit interval) RETURNS integer
     LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     WITH raised AS (
         SELECT dispatch.raise_alert('drift', 'job:' || j.id,
@@ -232,6 +237,7 @@ $$;
 
 CREATE FUNCTION dispatch.check_missed_slots(p_now timestamp with time zone) RETURNS integer
     LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     WITH resolved AS (
         UPDATE dispatch.alerts a SET resolved_at = p_now
@@ -250,6 +256,7 @@ $$;
 
 CREATE FUNCTION dispatch.check_overdue(p_now timestamp with time zone, p_limit interval) RETURNS integer
     LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     WITH raised AS (
         SELECT dispatch.raise_alert('overdue', 'job:' || j.id,
@@ -279,6 +286,7 @@ $$;
 
 CREATE FUNCTION dispatch.check_time_zone(p_tz text) RETURNS void
     LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 DECLARE
     v_like text;
@@ -303,6 +311,7 @@ CREATE FUNCTION dispatch.claim_jobs(p_worker text, p_limit integer, p_lease_seco
     LANGUAGE plpgsql
     SET jit TO 'off'
     SET plan_cache_mode TO 'force_custom_plan'
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 DECLARE
     v_now timestamptz;
@@ -364,6 +373,7 @@ COMMENT ON FUNCTION dispatch.claim_jobs(p_worker text, p_limit integer, p_lease_
 
 CREATE FUNCTION dispatch.confirm_write(p_job_id bigint, p_reference text, p_document jsonb) RETURNS boolean
     LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     -- Upsert: a lookup may confirm a document whose intent predates the intents table.
     INSERT INTO dispatch.write_intents AS w (idempotency_key, reference, job_id, worker_id, confirmed_at, document)
@@ -388,6 +398,7 @@ COMMENT ON FUNCTION dispatch.confirm_write(p_job_id bigint, p_reference text, p_
 
 CREATE FUNCTION dispatch.cron_check(expr text, tz text DEFAULT 'UTC'::text) RETURNS dispatch.cron_spec
     LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 DECLARE
     v_spec dispatch.cron_spec := dispatch.cron_parse(expr);
@@ -414,6 +425,7 @@ COMMENT ON FUNCTION dispatch.cron_check(expr text, tz text) IS 'validate a cron 
 
 CREATE FUNCTION dispatch.cron_error(p_expr text, p_detail text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 BEGIN
     RAISE EXCEPTION 'invalid cron expression "%": %', p_expr, p_detail
@@ -428,6 +440,7 @@ END $$;
 
 CREATE FUNCTION dispatch.cron_field_value(p_expr text, p_token text, p_idx integer) RETURNS integer
     LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $_$
 DECLARE
     v_field text := (ARRAY['minute', 'hour', 'day-of-month', 'month', 'day-of-week'])[p_idx];
@@ -459,6 +472,7 @@ END $_$;
 
 CREATE FUNCTION dispatch.cron_field_values(p_expr text, p_text text, p_idx integer) RETURNS integer[]
     LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $_$
 DECLARE
     v_field text := (ARRAY['minute', 'hour', 'day-of-month', 'month', 'day-of-week'])[p_idx];
@@ -505,6 +519,7 @@ END $_$;
 
 CREATE FUNCTION dispatch.cron_next(p_spec dispatch.cron_spec, p_tz text, p_after timestamp with time zone) RETURNS timestamp with time zone
     LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 DECLARE
     w timestamp := p_after AT TIME ZONE p_tz;
@@ -532,6 +547,7 @@ END $$;
 
 CREATE FUNCTION dispatch.cron_next(expr text, tz text, after timestamp with time zone) RETURNS timestamp with time zone
     LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     SELECT dispatch.cron_next(dispatch.cron_parse(expr), tz, after)
 $$;
@@ -550,6 +566,7 @@ COMMENT ON FUNCTION dispatch.cron_next(expr text, tz text, after timestamp with 
 
 CREATE FUNCTION dispatch.cron_parse(p_expr text) RETURNS dispatch.cron_spec
     LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 DECLARE
     v_text text := lower(btrim(coalesce(p_expr, '')));
@@ -602,6 +619,7 @@ COMMENT ON FUNCTION dispatch.cron_parse(p_expr text) IS 'parse a 5-field cron ex
 
 CREATE FUNCTION dispatch.cron_prev(p_spec dispatch.cron_spec, p_tz text, p_before timestamp with time zone) RETURNS timestamp with time zone
     LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 DECLARE
     span interval;
@@ -629,6 +647,7 @@ END $$;
 
 CREATE FUNCTION dispatch.cron_prev(expr text, tz text, before timestamp with time zone) RETURNS timestamp with time zone
     LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     SELECT dispatch.cron_prev(dispatch.cron_parse(expr), tz, before)
 $$;
@@ -647,6 +666,7 @@ COMMENT ON FUNCTION dispatch.cron_prev(expr text, tz text, before timestamp with
 
 CREATE FUNCTION dispatch.cron_slots(expr text, tz text, from_ts timestamp with time zone, to_ts timestamp with time zone) RETURNS SETOF timestamp with time zone
     LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 DECLARE
     v_spec dispatch.cron_spec := dispatch.cron_parse(expr);
@@ -673,6 +693,7 @@ COMMENT ON FUNCTION dispatch.cron_slots(expr text, tz text, from_ts timestamp wi
 
 CREATE FUNCTION dispatch.cron_wall_next(p_spec dispatch.cron_spec, p_after timestamp without time zone) RETURNS timestamp without time zone
     LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 DECLARE
     t timestamp := date_trunc('minute', p_after) + interval '1 minute';
@@ -715,6 +736,7 @@ END $$;
 
 CREATE FUNCTION dispatch.cron_wall_to_instant(p_wall timestamp without time zone, p_tz text, p_skip_gap boolean) RETURNS timestamp with time zone
     LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 DECLARE
     p timestamptz := p_wall AT TIME ZONE p_tz;
@@ -756,6 +778,7 @@ END $$;
 
 CREATE FUNCTION dispatch.enqueue(integration_id text, kind text, payload jsonb DEFAULT '{}'::jsonb, scheduled_for timestamp with time zone DEFAULT NULL::timestamp with time zone, idempotency_key text DEFAULT NULL::text, priority smallint DEFAULT 0, max_attempts integer DEFAULT NULL::integer, run_after timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint
     LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $_$
     SELECT (dispatch.enqueue_job($1, $2, $3, $4, $5, $6, $7, $8, 'sql')).job_id
 $_$;
@@ -774,6 +797,7 @@ COMMENT ON FUNCTION dispatch.enqueue(integration_id text, kind text, payload jso
 
 CREATE FUNCTION dispatch.enqueue_job(integration_id text, kind text, payload jsonb DEFAULT '{}'::jsonb, scheduled_for timestamp with time zone DEFAULT NULL::timestamp with time zone, idempotency_key text DEFAULT NULL::text, priority smallint DEFAULT 0, max_attempts integer DEFAULT NULL::integer, run_after timestamp with time zone DEFAULT NULL::timestamp with time zone, source text DEFAULT 'sql'::text, schedule_id bigint DEFAULT NULL::bigint, OUT job_id bigint, OUT duplicate boolean) RETURNS record
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 DECLARE
     v_key text := nullif(enqueue_job.idempotency_key, '');
@@ -864,6 +888,7 @@ COMMENT ON FUNCTION dispatch.integration_secret(p_integration_id text, p_default
 
 CREATE FUNCTION dispatch.is_schedule_key(p_integration_id text, p_kind text, p_key text) RETURNS boolean
     LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     SELECT left(p_key, length(p_integration_id) + length(p_kind) + 2) = p_integration_id || ':' || p_kind || ':'
 $$;
@@ -875,6 +900,7 @@ $$;
 
 CREATE FUNCTION dispatch.jobs_before_insert() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 BEGIN
     IF NEW.kind IS NULL OR btrim(NEW.kind) = '' THEN
@@ -906,6 +932,7 @@ END $$;
 
 CREATE FUNCTION dispatch.jobs_ledger_insert() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 DECLARE
     v_taken bigint;
@@ -934,6 +961,7 @@ END $$;
 
 CREATE FUNCTION dispatch.jobs_notify() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 BEGIN
     PERFORM pg_notify('dispatch_jobs', '');
@@ -947,6 +975,7 @@ END $$;
 
 CREATE FUNCTION dispatch.jobs_terminal() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 BEGIN
     UPDATE dispatch.idempotency_keys
@@ -993,6 +1022,7 @@ CREATE TABLE dispatch.tick_runs (
 
 CREATE FUNCTION dispatch.last_tick() RETURNS dispatch.tick_runs
     LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     SELECT * FROM dispatch.tick_runs ORDER BY started_at DESC LIMIT 1
 $$;
@@ -1004,6 +1034,7 @@ $$;
 
 CREATE FUNCTION dispatch.maintain(now timestamp with time zone DEFAULT now()) RETURNS integer
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 BEGIN
     DELETE FROM dispatch.tick_runs
@@ -1028,6 +1059,7 @@ COMMENT ON FUNCTION dispatch.maintain(now timestamp with time zone) IS 'the per-
 
 CREATE FUNCTION dispatch.period_end_for(p_period text, p_tz text, p_slot timestamp with time zone) RETURNS timestamp with time zone
     LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     SELECT CASE p_period WHEN 'slot' THEN p_slot
                 ELSE date_trunc(p_period, p_slot AT TIME ZONE p_tz) AT TIME ZONE p_tz END
@@ -1040,6 +1072,7 @@ $$;
 
 CREATE FUNCTION dispatch.period_label(p_period text, p_tz text, p_end timestamp with time zone) RETURNS text
     LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     SELECT CASE p_period
         WHEN 'day' THEN to_char((p_end AT TIME ZONE p_tz) - interval '1 day', 'YYYY-MM-DD')
@@ -1055,6 +1088,7 @@ $$;
 
 CREATE FUNCTION dispatch.period_natural_start(p_period text, p_tz text, p_slot timestamp with time zone, p_prev_slot timestamp with time zone) RETURNS timestamp with time zone
     LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     SELECT CASE p_period WHEN 'slot' THEN p_prev_slot
                 ELSE (date_trunc(p_period, p_slot AT TIME ZONE p_tz) - ('1 ' || p_period)::interval) AT TIME ZONE p_tz END
@@ -1067,6 +1101,7 @@ $$;
 
 CREATE FUNCTION dispatch.prune_jobs(p_older_than interval, p_limit integer DEFAULT 10000) RETURNS integer
     LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     WITH old AS (
         SELECT id FROM dispatch.jobs
@@ -1091,6 +1126,7 @@ COMMENT ON FUNCTION dispatch.prune_jobs(p_older_than interval, p_limit integer) 
 
 CREATE FUNCTION dispatch.raise_alert(p_kind text, p_subject text, p_message text, p_details jsonb DEFAULT '{}'::jsonb, p_integration_id text DEFAULT NULL::text, p_job_id bigint DEFAULT NULL::bigint, p_schedule_id bigint DEFAULT NULL::bigint) RETURNS bigint
     LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     INSERT INTO dispatch.alerts AS a (kind, subject, message, details, integration_id, job_id, schedule_id)
     VALUES (p_kind, p_subject, p_message, coalesce(p_details, '{}'), p_integration_id, p_job_id, p_schedule_id)
@@ -1113,6 +1149,7 @@ COMMENT ON FUNCTION dispatch.raise_alert(p_kind text, p_subject text, p_message 
 
 CREATE FUNCTION dispatch.rescue_expired_leases() RETURNS integer
     LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     WITH expired AS (
         SELECT j.id, j.cancel_requested_at IS NOT NULL AND NOT EXISTS (
@@ -1146,6 +1183,7 @@ $$;
 
 CREATE FUNCTION dispatch.resolve_alert(p_kind text, p_subject text) RETURNS integer
     LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     WITH r AS (
         UPDATE dispatch.alerts SET resolved_at = now()
@@ -1160,6 +1198,7 @@ $$;
 
 CREATE FUNCTION dispatch.schedule_due_slots(v_spec dispatch.cron_spec, p_tz text, p_from timestamp with time zone, p_until timestamp with time zone, p_cap integer) RETURNS TABLE(slot timestamp with time zone, period_start timestamp with time zone, is_next boolean)
     LANGUAGE plpgsql STABLE ROWS 2
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 DECLARE
     s timestamptz := dispatch.cron_next(v_spec, p_tz, p_from - interval '1 microsecond');
@@ -1186,6 +1225,7 @@ END $$;
 
 CREATE FUNCTION dispatch.schedules_before_write() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.cron IS NOT DISTINCT FROM OLD.cron
@@ -1210,6 +1250,7 @@ END $$;
 
 CREATE FUNCTION dispatch.setting(p_key text, p_default text) RETURNS text
     LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     SELECT coalesce((SELECT value FROM dispatch.settings WHERE key = p_key), p_default)
 $$;
@@ -1221,6 +1262,7 @@ $$;
 
 CREATE FUNCTION dispatch.slot_iso(p_slot timestamp with time zone) RETURNS text
     LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     SELECT to_char(p_slot AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
 $$;
@@ -1232,6 +1274,7 @@ $$;
 
 CREATE FUNCTION dispatch.slot_key(p_integration_id text, p_kind text, p_slot timestamp with time zone) RETURNS text
     LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     SELECT p_integration_id || ':' || p_kind || ':' || dispatch.slot_iso(p_slot)
 $$;
@@ -1251,6 +1294,7 @@ COMMENT ON FUNCTION dispatch.slot_key(p_integration_id text, p_kind text, p_slot
 CREATE FUNCTION dispatch.tick(now timestamp with time zone DEFAULT now()) RETURNS integer
     LANGUAGE plpgsql
     SET jit TO 'off'
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 DECLARE
     v_t0 timestamptz := clock_timestamp();
@@ -1410,6 +1454,7 @@ COMMENT ON FUNCTION dispatch.tick(now timestamp with time zone) IS 'insert one j
 
 CREATE FUNCTION dispatch.tick_caller() RETURNS text
     LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     SELECT CASE WHEN current_setting('application_name') = 'pg_cron'
                   OR (SELECT a.backend_type FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()) = 'pg_cron'
@@ -1431,6 +1476,7 @@ COMMENT ON FUNCTION dispatch.tick_caller() IS 'pg_cron when pg_cron runs us, els
 
 CREATE FUNCTION dispatch.touch_updated_at() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 BEGIN
     NEW.updated_at := now();
