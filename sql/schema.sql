@@ -1335,7 +1335,7 @@ BEGIN
                -- period that already has its job (a calendar period with several slots, or one
                -- the schedule handed out before an edit) is passed by without a job or an alert.
                NOT s.is_next AND (
-                   s.natural_end <= s.last_end AND EXISTS (
+                   coalesce(s.natural_end <= s.last_end, false) AND EXISTS (
                        SELECT 1 FROM dispatch.idempotency_keys k
                         WHERE k.key = dispatch.slot_key(s.integration_id, s.kind, s.natural_end) AND k.job_id IS NOT NULL)
                    OR row_number() OVER (PARTITION BY s.id, s.natural_end, s.is_next ORDER BY s.slot) > 1) AS covered,

@@ -93,6 +93,8 @@ class Executor:
                 outcome = self._retry_or_fail(job, str(exc), exc.retry_after, vendor_fault=True)
         except TimeoutError:
             if fence is not None and fence.expired():
+                logs.event("job.fenced", logging.WARNING, job_id=job.id, integration=job.integration_id,
+                           detail="the lease could not be renewed: the adapter call was stopped before it expired")
                 outcome = Outcome(Status.PARK, delay=1.0, error="the adapter call was stopped before the job's lease "
                                   "expired: the lease could not be renewed (database unreachable?)")
             else:

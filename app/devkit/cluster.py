@@ -183,8 +183,23 @@ class LocalCluster:
     def running(self) -> bool:
         if not self.state_file.exists() or not (self.datadir / "PG_VERSION").exists():
             return False
+        self._forget_dead_postmaster()
         res = self._run([str(self.server.bindir / "pg_ctl"), "status", "-D", str(self.datadir)], check=False)
         return res.returncode == 0
+
+    def _forget_dead_postmaster(self) -> None:
+        """A postmaster killed with SIGKILL may linger as a zombie nobody reaps (in a container,
+        say); pg_ctl and postgres would both take it for a running server. Its lock file goes."""
+        pid_file = self.datadir / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().split()[0])
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            state = "gone"
+        except (OSError, ValueError, IndexError):
+            return
+        if state in ("Z", "gone") and pid_file.exists():
+            pid_file.unlink(missing_ok=True)
 
     def stop(self) -> None:
         if self.running():

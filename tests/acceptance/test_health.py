@@ -63,8 +63,8 @@ def test_export__lands_once_at_the_vendor_and_the_ledger_says_so(
     wait_for(lambda: conn.execute("SELECT status::text FROM dispatch.jobs").fetchone() == ("succeeded",), 20,
              message="export succeeded")
     assert len(bc.documents()) == 1
-    assert conn.execute("SELECT state FROM dispatch.idempotency_keys WHERE key = 'ledger:bc:export:2026-11'").fetchone() \
-        == ("succeeded",)
+    state = conn.execute("SELECT state FROM dispatch.idempotency_keys WHERE key = 'ledger:bc:export:2026-11'")
+    assert state.fetchone() == ("succeeded",)
 
 
 def test_circuit__opens_parks_jobs_unspent_and_closes_after_a_trial(

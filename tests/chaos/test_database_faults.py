@@ -3,8 +3,13 @@ connection slots taken by someone else. The daemon recovers by itself, without a
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -239,3 +244,75 @@ def test_credentials_read_when_the_session_dies__a_database_hiccup_is_not_an_ada
     crashed = daemon.events("job.adapter_crashed")
     attempts = conn.execute("SELECT attempts FROM dispatch.jobs").fetchone()
     assert (crashed, attempts) == ([], (1,)), f"adapter_crashed {crashed}, attempts {attempts}"
+
+
+def test_fence__a_call_whose_lease_cannot_be_renewed_stops_before_the_lease_expires(
+        db_url: str, conn: psycopg.Connection, integration: str, daemons: Callable[..., DaemonProcess]) -> None:
+    daemon = daemons(DISPATCH_LEASE_SECONDS="3", DISPATCH_RESCUE_INTERVAL="60", DISPATCH_RETRY_BASE="30")
+    job_id = insert_jobs(conn, "x", 1, payload={"sleep_ms": 30000})[0]
+    wait_for(lambda: conn.execute("SELECT status FROM dispatch.jobs WHERE id = %s", [job_id]).fetchone()
+             == ("running",), 10, message="the job started")
+    # Renewals now wait on this row lock: from the daemon's side, the lease cannot be renewed.
+    with psycopg.connect(db_url) as blocker:
+        blocker.execute("SELECT 1 FROM dispatch.jobs WHERE id = %s FOR UPDATE", [job_id])
+        fenced = wait_for(lambda: daemon.events("job.fenced"), 10, message="the adapter call was fenced")
+        lease = conn.execute("SELECT lease_expires_at FROM dispatch.jobs WHERE id = %s", [job_id]).fetchone()
+        assert lease is not None and lease[0] is not None
+        stopped_at = datetime.strptime(fenced[0]["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        margin = (lease[0] - stopped_at).total_seconds()
+        assert margin > 0.2, f"the call stopped only {margin:.2f} s before its lease expired"
+        blocker.rollback()
+    record_figure("fence", f"adapter call stopped {margin:.2f} s before its lease expired "
+                  "(lease 3 s, renewals blocked)")
+
+
+def test_postgres_killed__an_unclean_crash_mid_drain_with_async_commits_loses_and_duplicates_nothing(
+        db_url: str, conn: psycopg.Connection, pg_cluster: Any, webhook: EffectReceiver,
+        daemons: Callable[..., DaemonProcess]) -> None:
+    # The worker's own transitions commit with synchronous_commit=off (the default): a crash of
+    # the database loses the last of them. Leases, rescue and the ledger must make up for it.
+    webhook.delay = lambda: 0.01
+    pair = [daemons(concurrency=5, DISPATCH_WORKER_SYNCHRONOUS_COMMIT="off", **QUICK) for _ in range(2)]
+    with psycopg.connect(db_url, autocommit=True) as durable:
+        durable.execute("SET synchronous_commit = on")  # the test's own inserts are what a caller was promised
+        insert_jobs(durable, "hook", 300, max_attempts=25)
+    wait_for(lambda: (conn.execute("SELECT count(*) FROM dispatch.jobs WHERE status = 'succeeded'")
+                      .fetchone() or (0,))[0] >= 50, 30, message="some progress before the crash")
+    conn.close()
+    postmaster = int((pg_cluster.datadir / "postmaster.pid").read_text().split()[0])
+    os.kill(postmaster, signal.SIGKILL)
+    t0 = time.monotonic()
+    wait_for(lambda: _dead(postmaster), 30, message="the postmaster died")
+    wait_for(lambda: _start_again(pg_cluster), 60, interval=0.2, message="the cluster started after the crash")
+    for d in pair:
+        wait_for(lambda d=d: healthy(d), 60, interval=0.1, message="/health 200 after the crash")
+    back_s = time.monotonic() - t0
+    with psycopg.connect(db_url, autocommit=True) as again:
+        wait_settled(again, 120)
+        ledger = assert_ledger(again, 300, receiver=webhook)
+    record_figure("postgres SIGKILL", f"back {back_s:.1f} s after kill -9 of the postmaster; {ledger.summary()}")
+
+
+def _dead(pid: int) -> bool:
+    """Gone, or a zombie nobody has reaped yet (pg_ctl would still call it running)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state == "Z"
+
+
+def _start_again(cluster: Any) -> bool:
+    # Until the killed postmaster's backends are gone, its shared memory and its port block a
+    # new start on the same port (which the daemons' DATABASE_URL names).
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", cluster.port))
+        except OSError:
+            return False
+    try:
+        cluster.ensure()
+    except Exception:  # noqa: BLE001 — retried by wait_for until the deadline
+        return False
+    return True

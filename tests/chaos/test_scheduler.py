@@ -106,3 +106,25 @@ def test_tick__two_schedules_sharing_a_slot_do_not_abort_everyone_elses_tick(
     per_integration = dict(conn.execute("SELECT integration_id, count(*) FROM dispatch.jobs GROUP BY 1").fetchall())
     assert per_integration.get("other", 0) >= 1, "an unrelated integration's schedule got no job"
     assert conn.execute("SELECT count(*) = count(DISTINCT idempotency_key) FROM dispatch.jobs").fetchone() == (True,)
+
+
+def test_pg_cron_stopped__a_login_role_that_is_only_dispatch_worker_ticks_and_runs_the_slot(
+        conn: psycopg.Connection, db_url: str, integration: str, daemons: Callable[..., DaemonProcess]) -> None:
+    # docs/security.md: the daemon logs in as a role that is only a member of dispatch_worker.
+    # The watchdog's fallback must then run only what that role may: tick, rescue, alert checks.
+    role = "dispatch_daemon_lp"
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone() is None:
+        conn.execute(f"CREATE ROLE {role} LOGIN IN ROLE dispatch_worker")
+    conn.execute("INSERT INTO dispatch.schedules (integration_id, kind, cron, next_slot) "
+                 "VALUES ('x', 'sync', '* * * * *', date_trunc('minute', now()))")
+    least = db_url.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
+    assert least != db_url
+    daemon = daemons(url=least, DISPATCH_STALL_AFTER="2", DISPATCH_WATCHDOG_INTERVAL="0.5")
+    wait_for(lambda: _ticks(conn) >= 1, 30, message="a watchdog tick as the least-privilege role")
+    assert conn.execute("SELECT 1 FROM dispatch.open_alerts WHERE kind = 'scheduler_stalled'").fetchone()
+    wait_for(lambda: conn.execute("SELECT count(*) FROM dispatch.jobs WHERE source = 'cron' AND status = 'succeeded'")
+             .fetchone() != (0,), 30, message="the slot's job ran")
+    assert "permission denied" not in daemon.logs()
+    assert not daemon.events("watchdog.failed")
+    record_figure("least privilege",
+                  f"{_ticks(conn)} watchdog ticks as a dispatch_worker-only login; the slot's job ran")
