@@ -2,6 +2,9 @@
 // here knows a driver. Every value is a bound parameter of a tagged template; no SQL is ever
 // built from strings. Driver errors become DbError once, here.
 //
+// The payload goes as sql.json(...): a JSON.stringify'd string would be encoded once more by
+// the driver and stored as a jsonb *string* (the database then rightly refuses it).
+//
 // prepare: false, because on Supabase SUPABASE_DB_URL may lead through the transaction pooler
 // (Supavisor, port 6543), where a named prepared statement can land on another backend.
 
@@ -69,7 +72,7 @@ export function createDb(url: string): Db & { end(): Promise<void> } {
                       THEN coalesce((SELECT j.status::text FROM dispatch.jobs j WHERE j.id = e.job_id), 'pruned')
                       ELSE 'queued' END AS status
             FROM dispatch.enqueue_job(
-                   ${r.integration_id}::text, ${r.kind}::text, ${JSON.stringify(r.payload)}::jsonb,
+                   ${r.integration_id}::text, ${r.kind}::text, ${sql.json(r.payload as postgres.JSONValue)}::jsonb,
                    ${r.scheduled_for}::timestamptz, ${r.idempotency_key}::text, ${r.priority}::smallint,
                    ${r.max_attempts}::integer, ${r.run_after}::timestamptz, ${SOURCE}::text) AS e`;
         const jobId = Number(row.job_id);
