@@ -35,11 +35,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def cluster_class() -> Any:
     """LocalCluster from app.devkit.cluster (after the layered-package move) or app.localdb."""
+    import importlib
+
     try:
-        from app.devkit.cluster import LocalCluster  # type: ignore[import-not-found]
+        module = importlib.import_module("app.devkit.cluster")
     except ImportError:
-        from app.localdb import LocalCluster
-    return LocalCluster
+        module = importlib.import_module("app.localdb")
+    return module.LocalCluster
 
 
 def bindir(cluster: Any) -> Path:
@@ -111,7 +113,8 @@ def supabase_cli() -> Path:
                         "(apt-get install npm); this test needs it")
         res = subprocess.run([npm, "install", "--silent", "--no-audit", "--no-fund", "--save-exact",
                               "--prefix", str(CLI_DIR), f"supabase@{CLI_VERSION}"], capture_output=True, text=True)
-        assert res.returncode == 0 and binary.exists(), f"npm install supabase@{CLI_VERSION} failed:\n{res.stderr[-2000:]}"
+        assert res.returncode == 0 and binary.exists(), \
+            f"npm install supabase@{CLI_VERSION} failed:\n{res.stderr[-2000:]}"
     version = subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=True).stdout.strip()
     assert version == CLI_VERSION, f"{binary} is {version}, expected {CLI_VERSION}"
     return binary

@@ -21,7 +21,8 @@ def test_config__the_function_is_declared_with_its_auth_decision_and_paths() -> 
     assert fn["verify_jwt"] is False
     assert "verify_jwt = false, on purpose" in (SUPABASE / "config.toml").read_text()
     for key in ("entrypoint", "import_map"):
-        assert (SUPABASE / fn[key]).resolve().is_file(), f"[functions.integration-dispatch] {key} = {fn[key]} is missing"
+        assert (SUPABASE / fn[key]).resolve().is_file(), \
+            f"[functions.integration-dispatch] {key} = {fn[key]} is missing"
     assert config["edge_runtime"]["deno_version"] == 2
     assert config["project_id"] == "integration-dispatch"
 

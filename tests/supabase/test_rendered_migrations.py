@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.supabase.conftest import (ROOT, alembic_upgrade, apply_with_psql, dispatch_dump, rendered_files,
-                                     run_sql)
+from tests.supabase.conftest import ROOT, alembic_upgrade, apply_with_psql, dispatch_dump, rendered_files, run_sql
 
 pytestmark = [pytest.mark.supabase, pytest.mark.migration]
 RENDER = ROOT / "scripts" / "render-supabase-migrations"

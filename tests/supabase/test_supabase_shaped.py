@@ -29,8 +29,11 @@ from tests.supabase.conftest import ROOT, alembic_upgrade, cluster_class, dispat
 
 pytestmark = pytest.mark.supabase
 ROLE = "supa_postgres"
-CRON_JOBS = {"dispatch-tick": "SELECT dispatch.tick()", "dispatch-maintain": "SELECT dispatch.maintain()",
-             "dispatch-cleanup-cron-history": "DELETE FROM cron.job_run_details WHERE end_time < now() - interval '7 days'"}
+CRON_JOBS = {
+    "dispatch-tick": "SELECT dispatch.tick()",
+    "dispatch-maintain": "SELECT dispatch.maintain()",
+    "dispatch-cleanup-cron-history": "DELETE FROM cron.job_run_details WHERE end_time < now() - interval '7 days'",
+}
 
 
 def _stand_in_sql() -> str:
@@ -42,16 +45,17 @@ def _stand_in_sql() -> str:
     spec.loader.exec_module(module)
     sql = getattr(module, "_STAND_IN_SQL", None)
     assert isinstance(sql, str), f"{path} no longer defines _STAND_IN_SQL; update this fixture"
-    return sql.replace("@EXT@", '"extensions"')
+    return str(sql).replace("@EXT@", '"extensions"')
 
 
 class Shaped:
     def __init__(self, cluster: Any) -> None:
         self.cluster = cluster
-        self.admin = cluster.url("postgres")
+        self.admin: str = cluster.url("postgres")
 
     def url(self, db: str, user: str = ROLE) -> str:
-        return self.cluster.url(db, user=user) + "?sslmode=disable"
+        # The CLI insists on TLS unless told otherwise; the throwaway server has none.
+        return f"{self.cluster.url(db, user=user)}?sslmode=disable"
 
     def shape_cluster(self) -> None:
         run_sql(self.admin, f"""
@@ -68,8 +72,11 @@ class Shaped:
         url = self.cluster.url(db)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE SCHEMA extensions; CREATE EXTENSION pgcrypto WITH SCHEMA extensions")
-            path = conn.execute("SELECT current_setting('data_directory') || '/vault_root.key'").fetchone()[0]
-            if conn.execute("SELECT (pg_stat_file(%s, true)).size IS NULL", [path]).fetchone()[0]:
+            row = conn.execute("SELECT current_setting('data_directory') || '/vault_root.key'").fetchone()
+            assert row is not None
+            path = row[0]
+            missing = conn.execute("SELECT (pg_stat_file(%s, true)).size IS NULL", [path]).fetchone()
+            if missing and missing[0]:
                 conn.execute(f"COPY (SELECT encode(extensions.gen_random_bytes(32), 'hex')) TO '{path}'")
             conn.execute(_stand_in_sql())
             # supabase/postgres .../supabase_vault/after-create.sql, with postgres -> supa_postgres.
@@ -117,7 +124,8 @@ def api_roles_see_nothing(url: str) -> list[str]:
         UNION ALL
         SELECT r || ': ' || p || ' on ' || c.oid::regclass FROM pg_class c, unnest(ARRAY['anon', 'authenticated']) r,
                unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) p
-         WHERE c.relnamespace IN ('dispatch'::regnamespace, 'public'::regnamespace) AND c.relkind IN ('r', 'v', 'm', 'p')
+         WHERE c.relnamespace IN ('dispatch'::regnamespace, 'public'::regnamespace)
+           AND c.relkind IN ('r', 'v', 'm', 'p')
            AND (p = 'SELECT' AND c.relnamespace = 'dispatch'::regnamespace OR p <> 'SELECT')
            AND has_table_privilege(r, c.oid, p)
         UNION ALL
@@ -138,7 +146,8 @@ def test_db_push__as_the_postgres_role_gives_the_alembic_schema_and_registers_pg
     env = {**os.environ, "SUPABASE_TELEMETRY_DISABLED": "1", "DO_NOT_TRACK": "1"}
     first = subprocess.run(push, capture_output=True, text=True, env=env, timeout=120)
     assert first.returncode == 0, f"supabase db push failed:\n{first.stdout}\n{first.stderr}"
-    versions = [r[0] for r in run_sql(shaped.admin, "SELECT version FROM supabase_migrations.schema_migrations ORDER BY 1")]
+    rows = run_sql(shaped.admin, "SELECT version FROM supabase_migrations.schema_migrations ORDER BY 1")
+    versions = [r[0] for r in rows]
     assert versions == sorted(p.name.split("_")[0] for p in (ROOT / "supabase" / "migrations").glob("*.sql"))
 
     assert dispatch_dump(shaped.cluster, url) == alembic_reference_dump
