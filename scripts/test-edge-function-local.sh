@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The integration-dispatch Edge Function, end to end on this machine, without Docker:
 #
-#   1. deno check + deno test on supabase/functions (pinned Deno via scripts/deno);
+#   1. deno fmt --check, lint, check and test on supabase/functions (pinned Deno via scripts/deno);
 #   2. a throwaway database: DATABASE_URL when set (migrated in place, left in place), else a
 #      scratch database on the local cluster (app.devkit.cluster, or app.localdb before the
 #      move), dropped on exit; migrated with `integration-dispatch db upgrade --no-pg-cron`;
@@ -68,7 +68,9 @@ wait_for() {
 
 # ------------------------------------------------------------------ 1. deno check + deno test
 scripts/deno --version | head -1 >&2
-say "deno check"
+say "deno fmt --check, deno lint, deno check"
+scripts/deno fmt --check --quiet --config "$config" supabase/functions
+scripts/deno lint --quiet --config "$config" supabase/functions
 scripts/deno check --quiet --config "$config" "$entry" supabase/functions/tests/*.ts
 say "deno test"
 scripts/deno test --quiet --config "$config" --no-prompt supabase/functions/tests/ >"$workdir/deno-test.log" 2>&1 \

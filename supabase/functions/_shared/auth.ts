@@ -120,7 +120,11 @@ export class Verifier implements CallerVerifier {
     if (bearer && looksLikeJwt(bearer)) return await this.verifyJwt(bearer);
     const sent = bearer ?? apikey ?? "";
     if (sent.startsWith("sb_publishable_")) {
-      throw new AuthFailure(403, "publishable_key", "a publishable key cannot enqueue jobs: use a secret key (sb_secret_...)");
+      throw new AuthFailure(
+        403,
+        "publishable_key",
+        "a publishable key cannot enqueue jobs: use a secret key (sb_secret_...)",
+      );
     }
     if (sent.startsWith("sb_secret_")) {
       throw unauthorized("invalid_api_key", "the secret key is not one of this project's (SUPABASE_SECRET_KEYS)");
@@ -143,30 +147,46 @@ export class Verifier implements CallerVerifier {
     let ok = false;
     if (alg === "HS256") {
       if (!this.hmacKey) {
-        throw unauthorized("unsupported_algorithm", "HS256 tokens are not accepted here: SUPABASE_JWT_SECRET is not set");
+        throw unauthorized(
+          "unsupported_algorithm",
+          "HS256 tokens are not accepted here: SUPABASE_JWT_SECRET is not set",
+        );
       }
       ok = await crypto.subtle.verify("HMAC", await this.hmacKey, signature, data);
     } else if (alg === "ES256" || alg === "RS256") {
       const kid = header.kid;
-      if (typeof kid !== "string") throw unauthorized("malformed_token", `the ${alg} token names no signing key ('kid')`);
+      if (typeof kid !== "string") {
+        throw unauthorized("malformed_token", `the ${alg} token names no signing key ('kid')`);
+      }
       const entry = await (this.jwks.get(kid) ?? Promise.resolve(null));
       if (!entry) throw unauthorized("unknown_key", `no key '${kid.slice(0, 64)}' in SUPABASE_JWKS`);
-      if (entry.alg !== alg) throw unauthorized("invalid_token", `key '${kid.slice(0, 64)}' verifies ${entry.alg}, not ${alg}`);
+      if (entry.alg !== alg) {
+        throw unauthorized("invalid_token", `key '${kid.slice(0, 64)}' verifies ${entry.alg}, not ${alg}`);
+      }
       const params = alg === "ES256" ? { name: "ECDSA", hash: "SHA-256" } : { name: "RSASSA-PKCS1-v1_5" };
       ok = await crypto.subtle.verify(params, entry.key, signature, data);
     } else {
-      throw unauthorized("unsupported_algorithm", `token algorithm '${String(alg).slice(0, 16)}' is not accepted (HS256, ES256, RS256)`);
+      throw unauthorized(
+        "unsupported_algorithm",
+        `token algorithm '${String(alg).slice(0, 16)}' is not accepted (HS256, ES256, RS256)`,
+      );
     }
     if (!ok) throw unauthorized("invalid_signature", "the token's signature does not verify");
     const now = Date.now() / 1000;
-    if (typeof claims.exp !== "number") throw unauthorized("invalid_token", "the token has no 'exp' claim; tokens must expire");
+    if (typeof claims.exp !== "number") {
+      throw unauthorized("invalid_token", "the token has no 'exp' claim; tokens must expire");
+    }
     if (claims.exp + LEEWAY_SECONDS < now) throw unauthorized("expired_token", "the token has expired");
     if (typeof claims.nbf === "number" && claims.nbf - LEEWAY_SECONDS > now) {
       throw unauthorized("invalid_token", "the token is not valid yet ('nbf')");
     }
     if (claims.role !== this.config.requiredRole) {
       const shown = typeof claims.role === "string" ? `'${claims.role.slice(0, 40)}'` : "no role";
-      throw new AuthFailure(403, "wrong_role", `this function needs role '${this.config.requiredRole}'; the token has ${shown}`);
+      throw new AuthFailure(
+        403,
+        "wrong_role",
+        `this function needs role '${this.config.requiredRole}'; the token has ${shown}`,
+      );
     }
     return { method: "jwt", label: String(claims.role) };
   }
@@ -177,13 +197,18 @@ async function importPublicKey(jwk: JsonWebKey): Promise<AsymmetricKey | null> {
   try {
     if (jwk.kty === "EC" && jwk.crv === "P-256") {
       const pub = { kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y };
-      return { alg: "ES256", key: await crypto.subtle.importKey("jwk", pub, { name: "ECDSA", namedCurve: "P-256" }, false, ["verify"]) };
+      return {
+        alg: "ES256",
+        key: await crypto.subtle.importKey("jwk", pub, { name: "ECDSA", namedCurve: "P-256" }, false, ["verify"]),
+      };
     }
     if (jwk.kty === "RSA") {
       const pub = { kty: "RSA", n: jwk.n, e: jwk.e };
       return {
         alg: "RS256",
-        key: await crypto.subtle.importKey("jwk", pub, { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, false, ["verify"]),
+        key: await crypto.subtle.importKey("jwk", pub, { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, false, [
+          "verify",
+        ]),
       };
     }
   } catch {

@@ -17,8 +17,17 @@ export const SOURCE = "edge_function";
 // SQLSTATE classes / codes that mean "the database is not usable right now": try again.
 const UNAVAILABLE_STATES = /^(08|53|57P0[123]|3D000|28)/;
 const UNAVAILABLE_CODES = new Set([
-  "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENOTFOUND", "EAI_AGAIN", "EPIPE",
-  "CONNECT_TIMEOUT", "CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EPIPE",
+  "CONNECT_TIMEOUT",
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
 ]);
 
 export function classify(e: unknown): DbError {
@@ -34,7 +43,9 @@ export function classify(e: unknown): DbError {
   if (isPostgres) {
     if (code === "23503") return new DbError("foreign_key", message, hint, code);
     if (code === "23505") return new DbError("unique", message, hint, code);
-    if (code.startsWith("22") || code.startsWith("23") || code === "P0001") return new DbError("rejected", message, hint, code);
+    if (code.startsWith("22") || code.startsWith("23") || code === "P0001") {
+      return new DbError("rejected", message, hint, code);
+    }
   }
   return new DbError("internal", message, undefined, code || undefined);
 }

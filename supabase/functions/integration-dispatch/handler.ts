@@ -33,12 +33,19 @@ export function errorResponse(
 export function routeOf(pathname: string): string {
   let path = pathname.replace(/\/+$/, "");
   if (path.startsWith("/functions/v1")) path = path.slice("/functions/v1".length);
-  if (path === `/${FUNCTION_NAME}` || path.startsWith(`/${FUNCTION_NAME}/`)) path = path.slice(FUNCTION_NAME.length + 1);
+  if (path === `/${FUNCTION_NAME}` || path.startsWith(`/${FUNCTION_NAME}/`)) {
+    path = path.slice(FUNCTION_NAME.length + 1);
+  }
   return path === "" ? "/" : path;
 }
 
 class HttpError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string, readonly extra: Partial<ErrorBody["error"]> = {}) {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly extra: Partial<ErrorBody["error"]> = {},
+  ) {
     super(message);
   }
 }
@@ -83,28 +90,47 @@ function dbErrorToHttp(e: DbError): HttpError {
     case "rejected":
       return new HttpError(422, "rejected_by_database", e.message, extra);
     default:
-      return new HttpError(500, "internal_error", "the job could not be enqueued because of an internal error; the function's log has the details");
+      return new HttpError(
+        500,
+        "internal_error",
+        "the job could not be enqueued because of an internal error; the function's log has the details",
+      );
   }
 }
 
 async function dispatch(request: Request, deps: Deps): Promise<DispatchResult> {
   const type = request.headers.get("content-type");
   if (type && !/^application\/(.+\+)?json\s*(;|$)/i.test(type)) {
-    throw new HttpError(415, "unsupported_media_type", `the body must be JSON (Content-Type: application/json), not '${type.slice(0, 80)}'`);
+    throw new HttpError(
+      415,
+      "unsupported_media_type",
+      `the body must be JSON (Content-Type: application/json), not '${type.slice(0, 80)}'`,
+    );
   }
   const body = validateDispatch(parseBody(await readLimited(request, deps.maxBodyBytes)));
   const adapter = await deps.db.adapterOf(body.integration_id);
   if (adapter === null) {
-    throw new HttpError(404, "unknown_integration", `no integration '${body.integration_id}' in dispatch.integrations`, {
-      field: "integration_id",
-      hint: "add it first: `integration-dispatch integrations add` or INSERT INTO dispatch.integrations",
-    });
+    throw new HttpError(
+      404,
+      "unknown_integration",
+      `no integration '${body.integration_id}' in dispatch.integrations`,
+      {
+        field: "integration_id",
+        hint: "add it first: `integration-dispatch integrations add` or INSERT INTO dispatch.integrations",
+      },
+    );
   }
   if (!deps.adapters.has(adapter)) {
-    throw new HttpError(422, "unknown_adapter",
+    throw new HttpError(
+      422,
+      "unknown_adapter",
       `integration '${body.integration_id}' uses adapter '${adapter}', which this deployment does not run ` +
         `(known: ${[...deps.adapters].sort().join(", ")})`,
-      { field: "integration_id", hint: "fix dispatch.integrations.adapter, or name a third-party adapter in DISPATCH_EXTRA_ADAPTERS" });
+      {
+        field: "integration_id",
+        hint: "fix dispatch.integrations.adapter, or name a third-party adapter in DISPATCH_EXTRA_ADAPTERS",
+      },
+    );
   }
   return await deps.db.enqueue(body);
 }
@@ -116,15 +142,23 @@ export async function handle(request: Request, deps: Deps): Promise<Response> {
   try {
     if (route === "/health") {
       if (request.method !== "GET" && request.method !== "HEAD") {
-        return errorResponse(405, "method_not_allowed", `${request.method} ${route}: use GET`, {}, { Allow: "GET, HEAD" });
+        return errorResponse(405, "method_not_allowed", `${request.method} ${route}: use GET`, {}, {
+          Allow: "GET, HEAD",
+        });
       }
       return json(200, { status: "ok", function: FUNCTION_NAME, version: FUNCTION_VERSION });
     }
     if (route !== "/" && route !== "/dispatch") {
-      return errorResponse(404, "not_found", `no route ${route.slice(0, 100)}: use POST / to enqueue, GET /health to probe`);
+      return errorResponse(
+        404,
+        "not_found",
+        `no route ${route.slice(0, 100)}: use POST / to enqueue, GET /health to probe`,
+      );
     }
     if (request.method !== "POST") {
-      return errorResponse(405, "method_not_allowed", `${request.method} ${route}: use POST with a JSON body`, {}, { Allow: "POST" });
+      return errorResponse(405, "method_not_allowed", `${request.method} ${route}: use POST with a JSON body`, {}, {
+        Allow: "POST",
+      });
     }
     const caller = await deps.auth.verify(request.headers);
     const result = await dispatch(request, deps);
@@ -149,12 +183,33 @@ export async function handle(request: Request, deps: Deps): Promise<Response> {
     const http = e instanceof HttpError ? e : e instanceof DbError ? dbErrorToHttp(e) : null;
     if (http) {
       if (http.status >= 500) {
-        deps.log({ event: "dispatch.failed", status: http.status, code: http.code, sqlstate: (e as DbError).sqlstate, detail: (e as Error).message.slice(0, 300) });
+        deps.log({
+          event: "dispatch.failed",
+          status: http.status,
+          code: http.code,
+          sqlstate: (e as DbError).sqlstate,
+          detail: (e as Error).message.slice(0, 300),
+        });
       }
-      return errorResponse(http.status, http.code, http.message, http.extra, http.status === 503 ? { "Retry-After": "1" } : {});
+      return errorResponse(
+        http.status,
+        http.code,
+        http.message,
+        http.extra,
+        http.status === 503 ? { "Retry-After": "1" } : {},
+      );
     }
-    deps.log({ event: "dispatch.failed", status: 500, code: "internal_error", detail: String((e as Error)?.name ?? e) });
-    return errorResponse(500, "internal_error", "the request failed because of an internal error; the function's log has the details");
+    deps.log({
+      event: "dispatch.failed",
+      status: 500,
+      code: "internal_error",
+      detail: String((e as Error)?.name ?? e),
+    });
+    return errorResponse(
+      500,
+      "internal_error",
+      "the request failed because of an internal error; the function's log has the details",
+    );
   }
 }
 
@@ -164,7 +219,9 @@ export function misconfigured(reason: string, log: (line: string) => void): (req
   return (request: Request) => {
     const route = routeOf(new URL(request.url).pathname);
     const message = "the function is misconfigured; its log names the variable to set";
-    if (route === "/health") return json(503, { status: "misconfigured", function: FUNCTION_NAME, version: FUNCTION_VERSION });
+    if (route === "/health") {
+      return json(503, { status: "misconfigured", function: FUNCTION_NAME, version: FUNCTION_VERSION });
+    }
     return errorResponse(503, "misconfigured", message);
   };
 }

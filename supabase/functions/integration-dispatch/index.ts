@@ -14,7 +14,7 @@ import type { Deps } from "shared/types.ts";
 import { handle, misconfigured } from "./handler.ts";
 import { createDb } from "./db.ts";
 
-function build(): ((request: Request) => Response | Promise<Response>) {
+function build(): (request: Request) => Response | Promise<Response> {
   try {
     const config = loadConfig(Deno.env);
     const deps: Deps = {

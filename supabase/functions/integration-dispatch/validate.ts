@@ -61,10 +61,18 @@ export function unstorable(value: unknown, path: string, depth = 0): FieldError 
   if (depth > MAX_JSON_DEPTH) return { field, message: `nested more than ${MAX_JSON_DEPTH} levels deep` };
   if (typeof value === "string") {
     if (value.includes("\u0000")) {
-      return { field, message: "contains a NUL character (\\u0000), which PostgreSQL cannot store in text or jsonb; remove it or encode the value (e.g. base64)" };
+      return {
+        field,
+        message:
+          "contains a NUL character (\\u0000), which PostgreSQL cannot store in text or jsonb; remove it or encode the value (e.g. base64)",
+      };
     }
     if (!value.isWellFormed()) {
-      return { field, message: "contains an unpaired UTF-16 surrogate escape (\\ud800-\\udfff), which is not valid Unicode; send the character itself or a correct pair" };
+      return {
+        field,
+        message:
+          "contains an unpaired UTF-16 surrogate escape (\\ud800-\\udfff), which is not valid Unicode; send the character itself or a correct pair",
+      };
     }
   } else if (typeof value === "number") {
     if (!Number.isFinite(value)) return { field, message: "is a number too large to represent; send it as a string" };
@@ -96,7 +104,9 @@ export function checkTimestamp(value: unknown): { ok: string } | { error: string
   if (typeof value !== "string") return { error: `must be an RFC 3339 timestamp string, not ${typeName(value)}` };
   const m = TIMESTAMP.exec(value);
   if (!m) {
-    return { error: "must be an RFC 3339 timestamp with an offset, e.g. 2026-12-01T09:30:00Z or 2026-12-01T10:30:00+01:00" };
+    return {
+      error: "must be an RFC 3339 timestamp with an offset, e.g. 2026-12-01T09:30:00Z or 2026-12-01T10:30:00+01:00",
+    };
   }
   const [year, month, day, hour, minute, second] = [1, 2, 3, 4, 5, 6].map((i) => Number(m[i] ?? 0));
   if (month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour > 23 || minute > 59 || second > 59) {
@@ -106,7 +116,9 @@ export function checkTimestamp(value: unknown): { ok: string } | { error: string
   const offsetMinutes = m[9] ? Number(m[11]) : 0;
   if (offsetHours > 23 || offsetMinutes > 59) return { error: `'${value}' has an impossible UTC offset` };
   const instant = Date.parse(
-    `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6] ?? "00"}${(m[7] ?? "").slice(0, 4)}${m[8] ? "Z" : `${m[9]}${m[10]}:${m[11]}`}`,
+    `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6] ?? "00"}${(m[7] ?? "").slice(0, 4)}${
+      m[8] ? "Z" : `${m[9]}${m[10]}:${m[11]}`
+    }`,
   );
   if (!(instant >= EARLIEST && instant < LATEST)) return { error: "must be between 1970-01-01 and 9000-01-01" };
   // Postgres refuses offsets beyond ±15:59 that RFC 3339 allows: send those as UTC (ms precision).

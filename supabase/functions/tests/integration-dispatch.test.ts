@@ -93,18 +93,30 @@ function post(body: unknown, headers: Record<string, string> = { apikey: SECRET_
   });
 }
 
-const b64url = (bytes: Uint8Array) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const b64url = (bytes: Uint8Array) =>
+  btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 const b64json = (v: unknown) => b64url(new TextEncoder().encode(JSON.stringify(v)));
 
-async function hs256(claims: Record<string, unknown>, secret = JWT_SECRET, header: Record<string, unknown> = { alg: "HS256", typ: "JWT" }) {
+async function hs256(
+  claims: Record<string, unknown>,
+  secret = JWT_SECRET,
+  header: Record<string, unknown> = { alg: "HS256", typ: "JWT" },
+) {
   const input = `${b64json(header)}.${b64json(claims)}`;
-  const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const key = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
   return `${input}.${b64url(new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(input))))}`;
 }
 
 const inAnHour = () => Math.floor(Date.now() / 1000) + 3600;
 const valid = { integration_id: "acme-noop", kind: "sync", payload: { since: "2026-11-30" } };
 
+// deno-lint-ignore no-explicit-any -- response bodies are read field by field in assertions
 async function bodyOf(res: Response): Promise<Record<string, any>> {
   assertEquals(res.headers.get("content-type"), "application/json");
   return await res.json();
@@ -113,8 +125,13 @@ async function bodyOf(res: Response): Promise<Record<string, any>> {
 // ------------------------------------------------------------------ health and routes
 Deno.test("GET health answers 200 JSON with no secrets and needs no credentials", async () => {
   const { deps } = setup();
-  for (const path of ["/health", "/health/", "/functions/v1/integration-dispatch/health", "/integration-dispatch/health"]) {
-    const res = await handle(new Request("http://127.0.0.1" + (path.startsWith("/health") ? "/integration-dispatch" + path : path)), deps);
+  for (
+    const path of ["/health", "/health/", "/functions/v1/integration-dispatch/health", "/integration-dispatch/health"]
+  ) {
+    const res = await handle(
+      new Request("http://127.0.0.1" + (path.startsWith("/health") ? "/integration-dispatch" + path : path)),
+      deps,
+    );
     assertEquals(res.status, 200, path);
     const body = await bodyOf(res);
     assertEquals(body, { status: "ok", function: "integration-dispatch", version: "0.1.0" });
@@ -141,12 +158,21 @@ Deno.test("routes: the platform prefix is stripped; unknown routes and wrong met
 // ------------------------------------------------------------------ enqueue
 Deno.test("POST enqueues and answers {job_id, status, duplicate}; a repeated key is the first job", async () => {
   const { deps, db, logs } = setup();
-  const res = await handle(post({ ...valid, idempotency_key: "inv-1", priority: -3, max_attempts: 2, run_after: "2026-12-01T10:00:00+01:00" }), deps);
+  const res = await handle(
+    post({ ...valid, idempotency_key: "inv-1", priority: -3, max_attempts: 2, run_after: "2026-12-01T10:00:00+01:00" }),
+    deps,
+  );
   assertEquals(res.status, 200);
   assertEquals(await bodyOf(res), { job_id: 42, status: "queued", duplicate: false });
   assertEquals(db.calls[0], {
-    integration_id: "acme-noop", kind: "sync", payload: { since: "2026-11-30" }, scheduled_for: null,
-    idempotency_key: "inv-1", priority: -3, max_attempts: 2, run_after: "2026-12-01T10:00:00+01:00",
+    integration_id: "acme-noop",
+    kind: "sync",
+    payload: { since: "2026-11-30" },
+    scheduled_for: null,
+    idempotency_key: "inv-1",
+    priority: -3,
+    max_attempts: 2,
+    run_after: "2026-12-01T10:00:00+01:00",
   });
   const again = await handle(post({ ...valid, idempotency_key: "inv-1" }), deps);
   assertEquals(await bodyOf(again), { job_id: 42, status: "running", duplicate: true });
@@ -186,7 +212,9 @@ Deno.test("credentials: none, wrong, publishable and malformed are refused befor
 
 Deno.test("credentials: a secret key (apikey or Bearer) and the legacy service_role key are accepted", async () => {
   const { deps } = setup();
-  const accepted: Record<string, string>[] = [{ apikey: SECRET_KEY }, { Authorization: `Bearer ${SECRET_KEY}` }, { Authorization: `Bearer ${SERVICE_ROLE_KEY}` }, { apikey: "sb_publishable_x", Authorization: `Bearer ${SECRET_KEY}` }];
+  const accepted: Record<string, string>[] = [{ apikey: SECRET_KEY }, { Authorization: `Bearer ${SECRET_KEY}` }, {
+    Authorization: `Bearer ${SERVICE_ROLE_KEY}`,
+  }, { apikey: "sb_publishable_x", Authorization: `Bearer ${SECRET_KEY}` }];
   for (const headers of accepted) {
     assertEquals((await handle(post(valid, headers), deps)).status, 200, JSON.stringify(Object.keys(headers)));
   }
@@ -198,11 +226,23 @@ Deno.test("credentials: HS256 JWTs need role service_role, a valid signature, ex
   assertEquals((await handle(post(valid, { Authorization: `Bearer ${ok}` }), deps)).status, 200);
   const cases: [string, number, string][] = [
     [await hs256({ role: "anon", exp: inAnHour() }), 403, "wrong_role"],
-    [await hs256({ role: "service_role", exp: inAnHour() }, "another-secret-another-secret-another-secret"), 401, "invalid_signature"],
+    [
+      await hs256({ role: "service_role", exp: inAnHour() }, "another-secret-another-secret-another-secret"),
+      401,
+      "invalid_signature",
+    ],
     [await hs256({ role: "service_role", exp: Math.floor(Date.now() / 1000) - 60 }), 401, "expired_token"],
     [await hs256({ role: "service_role" }), 401, "invalid_token"],
-    [`${b64json({ alg: "none" })}.${b64json({ role: "service_role", exp: inAnHour() })}.`, 401, "unsupported_algorithm"],
-    [await hs256({ role: "service_role", exp: inAnHour() }, JWT_SECRET, { alg: "ES256", kid: "k1" }), 401, "unknown_key"],
+    [
+      `${b64json({ alg: "none" })}.${b64json({ role: "service_role", exp: inAnHour() })}.`,
+      401,
+      "unsupported_algorithm",
+    ],
+    [
+      await hs256({ role: "service_role", exp: inAnHour() }, JWT_SECRET, { alg: "ES256", kid: "k1" }),
+      401,
+      "unknown_key",
+    ],
   ];
   for (const [token, status, code] of cases) {
     const res = await handle(post(valid, { Authorization: `Bearer ${token}` }), deps);
@@ -211,22 +251,33 @@ Deno.test("credentials: HS256 JWTs need role service_role, a valid signature, ex
 });
 
 Deno.test("credentials: ES256 JWTs verify against SUPABASE_JWKS by kid; an HS256 token cannot pose as one", async () => {
-  const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"]) as CryptoKeyPair;
+  const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+    "sign",
+    "verify",
+  ]) as CryptoKeyPair;
   const jwk = { ...(await crypto.subtle.exportKey("jwk", pair.publicKey)), kid: "k1", alg: "ES256", use: "sig" };
   const { deps } = setup([jwk]);
   const sign = async (claims: Record<string, unknown>, kid = "k1") => {
     const input = `${b64json({ alg: "ES256", kid, typ: "JWT" })}.${b64json(claims)}`;
-    const sig = await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, pair.privateKey, new TextEncoder().encode(input));
+    const sig = await crypto.subtle.sign(
+      { name: "ECDSA", hash: "SHA-256" },
+      pair.privateKey,
+      new TextEncoder().encode(input),
+    );
     return `${input}.${b64url(new Uint8Array(sig))}`;
   };
   const ok = await sign({ role: "service_role", exp: inAnHour() });
   assertEquals((await handle(post(valid, { Authorization: `Bearer ${ok}` }), deps)).status, 200);
   const user = await sign({ role: "authenticated", exp: inAnHour() });
   assertEquals((await handle(post(valid, { Authorization: `Bearer ${user}` }), deps)).status, 403);
-  const tampered = ok.slice(0, ok.lastIndexOf(".") - 2) + (ok.at(-1) === "A" ? "BB" : "AA") + ok.slice(ok.lastIndexOf("."));
+  const tampered = ok.slice(0, ok.lastIndexOf(".") - 2) + (ok.at(-1) === "A" ? "BB" : "AA") +
+    ok.slice(ok.lastIndexOf("."));
   assertEquals((await handle(post(valid, { Authorization: `Bearer ${tampered}` }), deps)).status, 401);
   // alg confusion: an HS256 token whose HMAC key would be the public JWK text.
-  const confused = await hs256({ role: "service_role", exp: inAnHour() }, JSON.stringify(jwk), { alg: "HS256", kid: "k1" });
+  const confused = await hs256({ role: "service_role", exp: inAnHour() }, JSON.stringify(jwk), {
+    alg: "HS256",
+    kid: "k1",
+  });
   assertEquals((await handle(post(valid, { Authorization: `Bearer ${confused}` }), deps)).status, 401);
 });
 
@@ -287,7 +338,14 @@ Deno.test("validation: not JSON, not an object, too large, wrong content type", 
   assertEquals((await bodyOf(empty)).error.message, "the body is empty: send a JSON object");
   const big = await handle(post({ ...valid, payload: { blob: "x".repeat(5000) } }), deps);
   assertEquals([big.status, (await bodyOf(big)).error.code], [413, "body_too_large"]);
-  const form = await handle(new Request(URL_BASE, { method: "POST", headers: { apikey: SECRET_KEY, "Content-Type": "text/plain" }, body: "{}" }), deps);
+  const form = await handle(
+    new Request(URL_BASE, {
+      method: "POST",
+      headers: { apikey: SECRET_KEY, "Content-Type": "text/plain" },
+      body: "{}",
+    }),
+    deps,
+  );
   assertEquals([form.status, (await bodyOf(form)).error.code], [415, "unsupported_media_type"]);
 });
 
@@ -322,10 +380,18 @@ Deno.test("database errors: unavailable 503 with Retry-After, rejected 422 with 
   const { deps, db, logs } = setup();
   db.failWith = new DbError("unavailable", "connect ECONNREFUSED 127.0.0.1:5432");
   const down = await handle(post(valid), deps);
-  assertEquals([down.status, down.headers.get("retry-after"), (await bodyOf(down)).error.code], [503, "1", "database_unavailable"]);
+  assertEquals([down.status, down.headers.get("retry-after"), (await bodyOf(down)).error.code], [
+    503,
+    "1",
+    "database_unavailable",
+  ]);
   db.failWith = new DbError("rejected", "idempotency key namespace is reserved", "use your own prefix", "P0001");
   const rejected = await bodyOf(await handle(post(valid), deps));
-  assertEquals(rejected.error, { code: "rejected_by_database", message: "idempotency key namespace is reserved", hint: "use your own prefix" });
+  assertEquals(rejected.error, {
+    code: "rejected_by_database",
+    message: "idempotency key namespace is reserved",
+    hint: "use your own prefix",
+  });
   db.failWith = new DbError("internal", "relation dispatch.jobs does not exist", undefined, "42P01");
   const internal = await handle(post(valid), deps);
   const i = await bodyOf(internal);
@@ -352,12 +418,21 @@ const DB_URL = "postgresql://postgres:hunter2-db-password@127.0.0.1:5432/postgre
 Deno.test("loadConfig fails closed with one line naming the variable, never a value", async () => {
   const cases: [Record<string, string>, RegExp][] = [
     [{ SUPABASE_SERVICE_ROLE_KEY: SERVICE_ROLE_KEY }, /^SUPABASE_DB_URL is not set/],
-    [{ SUPABASE_DB_URL: "mysql://x:hunter2-db-password@h/db", SUPABASE_SERVICE_ROLE_KEY: SERVICE_ROLE_KEY }, /^SUPABASE_DB_URL is not a postgres/],
+    [
+      { SUPABASE_DB_URL: "mysql://x:hunter2-db-password@h/db", SUPABASE_SERVICE_ROLE_KEY: SERVICE_ROLE_KEY },
+      /^SUPABASE_DB_URL is not a postgres/,
+    ],
     [{ SUPABASE_DB_URL: DB_URL }, /^SUPABASE_SERVICE_ROLE_KEY is not set/],
-    [{ SUPABASE_DB_URL: DB_URL, SUPABASE_SECRET_KEYS: "sb_secret_not_json" }, /^SUPABASE_SECRET_KEYS is not valid JSON/],
+    [
+      { SUPABASE_DB_URL: DB_URL, SUPABASE_SECRET_KEYS: "sb_secret_not_json" },
+      /^SUPABASE_SECRET_KEYS is not valid JSON/,
+    ],
     [{ SUPABASE_DB_URL: DB_URL, SUPABASE_JWT_SECRET: "short" }, /^SUPABASE_JWT_SECRET is shorter/],
     [{ SUPABASE_DB_URL: DB_URL, SUPABASE_JWKS: "[]" }, /^SUPABASE_JWKS must be/],
-    [{ SUPABASE_DB_URL: DB_URL, SUPABASE_SERVICE_ROLE_KEY: SERVICE_ROLE_KEY, SUPABASE_URL: "ftp://x" }, /^SUPABASE_URL is not/],
+    [
+      { SUPABASE_DB_URL: DB_URL, SUPABASE_SERVICE_ROLE_KEY: SERVICE_ROLE_KEY, SUPABASE_URL: "ftp://x" },
+      /^SUPABASE_URL is not/,
+    ],
   ];
   for (const [vars, message] of cases) {
     const e = await assertRejects(() => loadConfig(env(vars)), message);
@@ -377,7 +452,11 @@ Deno.test("loadConfig collects secret keys, the legacy key, the JWT secret and t
     SUPABASE_JWKS: '{"keys":[]}',
   }));
   assertEquals([...config.keys.keys()], ["default", "service_role"]);
-  assertEquals([config.requiredRole, config.maxBodyBytes, config.jwtSecret === JWT_SECRET], ["service_role", 1048576, true]);
+  assertEquals([config.requiredRole, config.maxBodyBytes, config.jwtSecret === JWT_SECRET], [
+    "service_role",
+    1048576,
+    true,
+  ]);
 });
 
 Deno.test("a misconfigured function answers 503 everywhere and logs the reason once", async () => {
