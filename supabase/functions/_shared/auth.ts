@@ -6,7 +6,7 @@
 //      SUPABASE_SERVICE_ROLE_KEY. Compared in constant time (SHA-256 of both, then a
 //      branch-free byte comparison), so neither content nor length leaks through timing.
 //   2. `Authorization: Bearer <jwt>` verifies and carries role = DISPATCH_REQUIRED_ROLE
-//      (default service_role): HS256 with SUPABASE_JWT_SECRET, or ES256/RS256 with a key from
+//      (default service_role): HS256 with DISPATCH_JWT_SECRET / SUPABASE_JWT_SECRET, or ES256/RS256 with a key from
 //      SUPABASE_JWKS chosen by `kid`. The algorithm is bound to the key type, never taken
 //      from the token alone (no alg confusion, no `none`); `exp` is required.
 // Publishable keys are refused with 403: they are meant for browsers, and this function
@@ -149,7 +149,7 @@ export class Verifier implements CallerVerifier {
       if (!this.hmacKey) {
         throw unauthorized(
           "unsupported_algorithm",
-          "HS256 tokens are not accepted here: SUPABASE_JWT_SECRET is not set",
+          "HS256 tokens are not accepted here: DISPATCH_JWT_SECRET is not set",
         );
       }
       ok = await crypto.subtle.verify("HMAC", await this.hmacKey, signature, data);

@@ -2,8 +2,8 @@
 //
 // On a hosted project the platform injects SUPABASE_URL, SUPABASE_DB_URL,
 // SUPABASE_SERVICE_ROLE_KEY (legacy), SUPABASE_SECRET_KEYS, SUPABASE_PUBLISHABLE_KEYS and
-// SUPABASE_JWKS; SUPABASE_JWT_SECRET (legacy HS256) and DISPATCH_* are set with
-// `supabase secrets set`. Vendor secrets are never here: they stay in Vault and only the
+// SUPABASE_JWKS; DISPATCH_JWT_SECRET (legacy HS256), DISPATCH_DB_URL and the other DISPATCH_* are set with
+// `supabase secrets set` (which skips names starting SUPABASE_). Vendor secrets are never here: they stay in Vault and only the
 // Python daemon reads them (dispatch.integration_secret).
 //
 // Fail closed: a missing or malformed variable is a ConfigError whose one-line message names
@@ -53,10 +53,13 @@ function parseJson(name: string, text: string): unknown {
 
 /** Reads and checks every variable the function uses; throws ConfigError on the first problem. */
 export function loadConfig(env: Env): FunctionConfig {
-  const dbUrl = nonEmpty(env, "SUPABASE_DB_URL");
+  // DISPATCH_DB_URL (settable with `supabase secrets set`, e.g. the transaction pooler on 6543)
+  // wins over the injected SUPABASE_DB_URL.
+  const dbVar = nonEmpty(env, "DISPATCH_DB_URL") ? "DISPATCH_DB_URL" : "SUPABASE_DB_URL";
+  const dbUrl = nonEmpty(env, dbVar);
   if (!dbUrl) {
     throw new ConfigError(
-      "SUPABASE_DB_URL is not set: the platform injects it; locally set it to a postgres:// URL",
+      "SUPABASE_DB_URL is not set: the platform injects it; locally set it (or DISPATCH_DB_URL) to a postgres:// URL",
     );
   }
   let scheme = "";
@@ -64,7 +67,7 @@ export function loadConfig(env: Env): FunctionConfig {
     scheme = new URL(dbUrl).protocol;
   } catch { /* reported below */ }
   if (scheme !== "postgres:" && scheme !== "postgresql:") {
-    throw new ConfigError("SUPABASE_DB_URL is not a postgres:// or postgresql:// URL");
+    throw new ConfigError(`${dbVar} is not a postgres:// or postgresql:// URL`);
   }
 
   const supabaseUrl = nonEmpty(env, "SUPABASE_URL");
@@ -92,9 +95,13 @@ export function loadConfig(env: Env): FunctionConfig {
     keys.set("service_role", serviceRoleKey);
   }
 
-  const jwtSecret = nonEmpty(env, "SUPABASE_JWT_SECRET");
+  // `supabase secrets set` refuses names starting SUPABASE_, so on the platform the legacy JWT
+  // secret is given as DISPATCH_JWT_SECRET; SUPABASE_JWT_SECRET is read too (local runs, parity
+  // with the daemon's variable).
+  const jwtVar = nonEmpty(env, "DISPATCH_JWT_SECRET") ? "DISPATCH_JWT_SECRET" : "SUPABASE_JWT_SECRET";
+  const jwtSecret = nonEmpty(env, jwtVar);
   if (jwtSecret && new TextEncoder().encode(jwtSecret).length < 32) {
-    throw new ConfigError("SUPABASE_JWT_SECRET is shorter than 32 bytes; use the project's JWT secret");
+    throw new ConfigError(`${jwtVar} is shorter than 32 bytes; use the project's JWT secret`);
   }
 
   let jwks: JsonWebKey[] = [];
@@ -109,7 +116,7 @@ export function loadConfig(env: Env): FunctionConfig {
 
   if (keys.size === 0 && !jwtSecret && jwks.length === 0) {
     throw new ConfigError(
-      "SUPABASE_SERVICE_ROLE_KEY is not set (nor SUPABASE_SECRET_KEYS, SUPABASE_JWT_SECRET or SUPABASE_JWKS): " +
+      "SUPABASE_SERVICE_ROLE_KEY is not set (nor SUPABASE_SECRET_KEYS, SUPABASE_JWKS or DISPATCH_JWT_SECRET): " +
         "the function cannot verify callers, so it refuses every request",
     );
   }

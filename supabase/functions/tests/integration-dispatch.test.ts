@@ -429,6 +429,11 @@ Deno.test("loadConfig fails closed with one line naming the variable, never a va
     ],
     [{ SUPABASE_DB_URL: DB_URL, SUPABASE_JWT_SECRET: "short" }, /^SUPABASE_JWT_SECRET is shorter/],
     [{ SUPABASE_DB_URL: DB_URL, SUPABASE_JWKS: "[]" }, /^SUPABASE_JWKS must be/],
+    [{ SUPABASE_DB_URL: DB_URL, DISPATCH_JWT_SECRET: "short" }, /^DISPATCH_JWT_SECRET is shorter/],
+    [
+      { DISPATCH_DB_URL: "http://hunter2-db-password@h", SUPABASE_JWT_SECRET: JWT_SECRET },
+      /^DISPATCH_DB_URL is not a postgres/,
+    ],
     [
       { SUPABASE_DB_URL: DB_URL, SUPABASE_SERVICE_ROLE_KEY: SERVICE_ROLE_KEY, SUPABASE_URL: "ftp://x" },
       /^SUPABASE_URL is not/,
@@ -452,6 +457,13 @@ Deno.test("loadConfig collects secret keys, the legacy key, the JWT secret and t
     SUPABASE_JWKS: '{"keys":[]}',
   }));
   assertEquals([...config.keys.keys()], ["default", "service_role"]);
+  assertEquals(config.dbUrl, DB_URL);
+  const pooled = loadConfig(env({
+    SUPABASE_DB_URL: DB_URL,
+    DISPATCH_DB_URL: "postgresql://postgres.ref:pw@pooler.example:6543/postgres",
+    DISPATCH_JWT_SECRET: JWT_SECRET,
+  }));
+  assertEquals([pooled.dbUrl.endsWith(":6543/postgres"), pooled.jwtSecret], [true, JWT_SECRET]);
   assertEquals([config.requiredRole, config.maxBodyBytes, config.jwtSecret === JWT_SECRET], [
     "service_role",
     1048576,
