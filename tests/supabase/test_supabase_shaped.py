@@ -25,7 +25,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.supabase.conftest import ROOT, alembic_upgrade, cluster_class, dispatch_dump, run_sql
+from tests.supabase.conftest import (
+    ROOT,
+    alembic_upgrade,
+    apply_with_psql,
+    cluster_class,
+    dispatch_dump,
+    rendered_files,
+    run_sql,
+)
 
 pytestmark = pytest.mark.supabase
 ROLE = "supa_postgres"
@@ -158,6 +166,10 @@ def test_db_push__as_the_postgres_role_gives_the_alembic_schema_and_registers_pg
     again = subprocess.run(push, capture_output=True, text=True, env=env, timeout=120)
     assert again.returncode == 0 and "up to date" in (again.stdout + again.stderr).lower(), again.stderr
     assert len(run_sql(shaped.admin, "SELECT 1 FROM cron.job")) == 3
+    # docs/supabase.md: running the 0004 file again re-registers the jobs (upsert by name).
+    run_sql(url, "SELECT cron.unschedule('dispatch-maintain')")  # by name: the job's owner
+    apply_with_psql(shaped.cluster, url, [rendered_files()[-1]])
+    assert dict(run_sql(shaped.admin, "SELECT jobname, command FROM cron.job")) == CRON_JOBS
 
     # Vault owned by the superuser, the accessor owned by the postgres role: the daemon's role reads
     # exactly its integration's secret, the API roles nothing.
