@@ -69,7 +69,7 @@ wait_for() {
 # ------------------------------------------------------------------ 1. deno check + deno test
 scripts/deno --version | head -1 >&2
 say "deno fmt --check, deno lint, deno check"
-scripts/deno fmt --check --quiet --config "$config" supabase/functions
+scripts/deno fmt --check --quiet --config "$config" supabase/functions/_shared supabase/functions/integration-dispatch supabase/functions/tests
 scripts/deno lint --quiet --config "$config" supabase/functions
 scripts/deno check --quiet --config "$config" "$entry" supabase/functions/tests/*.ts
 say "deno test"
