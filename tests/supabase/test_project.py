@@ -51,7 +51,8 @@ def test_env_example__names_placeholders_and_who_injects_them() -> None:
 
 
 @pytest.mark.parametrize("path", ["supabase/functions/.env", "supabase/.env", "supabase/.env.local",
-                                  "supabase/functions/integration-dispatch/.env", "supabase/.temp/cli-latest"])
+                                  "supabase/.env.keys", "supabase/functions/integration-dispatch/.env",
+                                  "supabase/.temp/cli-latest"])
 def test_gitignore__local_secrets_and_cli_state_are_ignored(path: str) -> None:
     res = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)
     assert res.returncode == 0, f"{path} is not git-ignored"
