@@ -8,7 +8,8 @@
 #   3. the function served by plain Deno on a free loopback port (`supabase functions serve`
 #      needs Docker), with network permission for 127.0.0.1 only and modules from the cache;
 #   4. GET /health -> 200 JSON; POST without a key -> 401; with a wrong key -> 401;
-#      a minimal valid POST (a noop integration inserted first) -> 200 with a job_id;
+#      a minimal valid POST (a noop integration inserted first) -> 200 with a job_id; a repeated
+#      idempotency key -> the first job; an unreachable database -> 503 with Retry-After;
 #   5. the daemon started against the same database; waits (deadline, no bare sleeps as
 #      sync) until that job is `succeeded` in dispatch.jobs;
 #   6. the cold start figure (scripts/bench-edge-function, median of 10 runs).
@@ -27,7 +28,7 @@ cli=.venv/bin/integration-dispatch
 config=supabase/functions/integration-dispatch/deno.json
 entry=supabase/functions/integration-dispatch/index.ts
 workdir=$(mktemp -d -t edge-function-XXXXXX)
-deno_pid="" daemon_pid="" scratch_db="" admin_url="" started_cluster="" cluster_mod=""
+deno_pid="" daemon_pid="" down_pid="" scratch_db="" admin_url="" started_cluster="" cluster_mod=""
 
 free_port() { "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -42,6 +43,7 @@ stop_pid() {  # SIGTERM, wait up to 25 s (the daemon's grace is 20 s), then SIGK
 cleanup() {
   local rc=$?
   stop_pid "$deno_pid"
+  stop_pid "$down_pid"
   stop_pid "$daemon_pid"
   if [ -n "$scratch_db" ] && [ -n "$admin_url" ]; then
     psql "$admin_url" -XqAt -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS \"$scratch_db\" WITH (FORCE)" >/dev/null 2>&1 || true
@@ -158,6 +160,23 @@ again=$(check "POST with the same key again" 200 -X POST -H 'Content-Type: appli
 row=$(q "$db_url" "$job_id" "SELECT source || ' ' || status FROM dispatch.jobs WHERE id = :'id'")
 [ "$row" = "edge_function queued" ] || fail "job $job_id in dispatch.jobs: '$row', expected 'edge_function queued'"
 say "ok: job $job_id is in dispatch.jobs (source edge_function, queued)"
+
+# A second instance whose database is unreachable (a closed loopback port): 503, Retry-After.
+down_port=$(free_port) closed_port=$(free_port)
+env -i PATH="$PATH" HOME="${HOME:-/tmp}" DENO_DIR="${DENO_DIR:-$root/.local/deno/cache}" \
+  INTEGRATION_DISPATCH_PORT="$down_port" SUPABASE_DB_URL="postgresql://nobody@127.0.0.1:$closed_port/none" \
+  SUPABASE_SECRET_KEYS="{\"default\":\"$secret_key\"}" \
+  scripts/deno run --cached-only --no-prompt --config "$config" \
+    --allow-net=127.0.0.1 --allow-env --allow-read --allow-sys "$entry" >"$workdir/function-db-down.log" 2>&1 &
+down_pid=$!
+down_ok() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$down_port/integration-dispatch/health")" = 200 ]; }
+wait_for "the second function's /health" 20 down_ok
+retry_after=$(curl -s -o /dev/null -D - --max-time 15 -X POST -H 'Content-Type: application/json' -H "apikey: $secret_key" \
+  -d "$minimal" "http://127.0.0.1:$down_port/integration-dispatch" | tr -d '\r' | awk -F': ' 'tolower($1) == "retry-after" {print $2}')
+body=$(check "POST while the database is unreachable" 503 -X POST -H 'Content-Type: application/json' \
+  -H "apikey: $secret_key" -d "$minimal" "http://127.0.0.1:$down_port/integration-dispatch")
+[ "$retry_after" = 1 ] || fail "a 503 must carry Retry-After: 1 (got '$retry_after')"
+stop_pid "$down_pid"
 
 # ------------------------------------------------------------------ 5. the daemon runs it
 daemon_port=$(free_port)
