@@ -23,6 +23,7 @@ say() { printf 'edge-function: %s\n' "$*" >&2; }
 fail() { printf 'edge-function: FAIL: %s\n' "$*" >&2; exit 1; }
 
 [ -x .venv/bin/python ] || fail ".venv is missing: run scripts/bootstrap first"
+for tool in psql curl; do command -v "$tool" >/dev/null || fail "$tool is not installed (apt-get install postgresql-client curl)"; done
 py=.venv/bin/python
 cli=.venv/bin/integration-dispatch
 config=supabase/functions/integration-dispatch/deno.json
