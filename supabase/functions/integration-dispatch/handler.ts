@@ -8,7 +8,7 @@
 // the caller's credentials (before a byte of the body is read), the content type, the size,
 // the JSON, the fields, the integration and its adapter, then the insert.
 
-import type { Deps, DispatchResult, ErrorBody } from "shared/types.ts";
+import type { Deps, DispatchRequest, DispatchResult, ErrorBody } from "shared/types.ts";
 import { DbError, FUNCTION_NAME, FUNCTION_VERSION } from "shared/types.ts";
 import { AuthFailure } from "shared/auth.ts";
 import { parseBody, validateDispatch, ValidationError } from "./validate.ts";
@@ -98,7 +98,7 @@ function dbErrorToHttp(e: DbError): HttpError {
   }
 }
 
-async function dispatch(request: Request, deps: Deps): Promise<DispatchResult> {
+async function dispatch(request: Request, deps: Deps): Promise<{ job: DispatchRequest; result: DispatchResult }> {
   const type = request.headers.get("content-type");
   if (type && !/^application\/(.+\+)?json\s*(;|$)/i.test(type)) {
     throw new HttpError(
@@ -132,7 +132,7 @@ async function dispatch(request: Request, deps: Deps): Promise<DispatchResult> {
       },
     );
   }
-  return await deps.db.enqueue(body);
+  return { job: body, result: await deps.db.enqueue(body) };
 }
 
 /** The whole function: never throws, always answers JSON. */
@@ -161,10 +161,12 @@ export async function handle(request: Request, deps: Deps): Promise<Response> {
       });
     }
     const caller = await deps.auth.verify(request.headers);
-    const result = await dispatch(request, deps);
+    const { job, result } = await dispatch(request, deps);
     deps.log({
       event: "dispatch.enqueued",
       job_id: result.job_id,
+      integration_id: job.integration_id,
+      kind: job.kind,
       duplicate: result.duplicate,
       caller: caller.method,
       ms: Math.round(performance.now() - started),

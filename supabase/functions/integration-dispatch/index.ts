@@ -7,7 +7,7 @@
 // INTEGRATION_DISPATCH_PORT to listen on 127.0.0.1:<port>; on the platform Deno.serve's
 // address is the runtime's.
 
-import { loadConfig } from "shared/credential-provider.ts";
+import { ConfigError, loadConfig } from "shared/credential-provider.ts";
 import { allowedAdapters } from "shared/adapter-registry.ts";
 import { Verifier } from "shared/auth.ts";
 import type { Deps } from "shared/types.ts";
@@ -17,8 +17,15 @@ import { createDb } from "./db.ts";
 function build(): (request: Request) => Response | Promise<Response> {
   try {
     const config = loadConfig(Deno.env);
+    let db;
+    try {
+      db = createDb(config.dbUrl);
+    } catch {
+      // The driver's own message may quote the URL, password included: never pass it on.
+      throw new ConfigError("the database URL (DISPATCH_DB_URL or SUPABASE_DB_URL) cannot be parsed by the driver");
+    }
     const deps: Deps = {
-      db: createDb(config.dbUrl),
+      db,
       auth: new Verifier(config),
       adapters: allowedAdapters(config.extraAdapters),
       maxBodyBytes: config.maxBodyBytes,
