@@ -28,8 +28,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.localdb import LOCAL_DIR, LocalCluster, free_port  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
+from app.db.migrate import upgrade  # noqa: E402
+from app.devkit.cluster import LocalCluster, free_port, local_dir  # noqa: E402
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -41,7 +41,7 @@ def percentile(values: list[float], p: float) -> float:
 
 class Bench:
     def __init__(self) -> None:
-        self.cluster = LocalCluster(LOCAL_DIR / "bench", cron_database="postgres")
+        self.cluster = LocalCluster(local_dir() / "pg" / "bench", cron_database="postgres")
         self.cluster.ensure()
         self.admin = self.cluster.url("postgres")
 
@@ -271,7 +271,12 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     plot = path.with_name("benchmarks-growth.png")
     _plot(results, plot)
     m = results["machine"]
-    lines = ["# Benchmarks", "", "Regenerate with `scripts/bench --report` (all benchmarks; about 10 minutes).", "",
+    # The leading "Side by side with the peers" section is scripts/bench peers' own: kept as it is.
+    old = path.read_text() if path.exists() else ""
+    peers = old[old.find("<!-- peers:begin"):old.find("<!-- peers:end -->") + len("<!-- peers:end -->")] \
+        if "<!-- peers:begin" in old and "<!-- peers:end -->" in old else ""
+    lines = ["# Benchmarks", "", *([peers, ""] if peers else []),
+             "Regenerate with `scripts/bench --report` (all benchmarks; about 10 minutes).", "",
              f"Machine: {m['cpus']} CPUs, Python {m['python']}, {m['platform']}, PostgreSQL on the same machine "
              "(throwaway cluster, default durability). Run at " + m.get("at", "?") + ".", ""]
     for name, data in results.items():

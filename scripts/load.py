@@ -31,8 +31,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.localdb import LocalCluster, free_port  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
+from app.db.migrate import upgrade  # noqa: E402
+from app.devkit.cluster import LocalCluster, free_port  # noqa: E402
 
 PREFIX = "load-"
 INSERT_CHUNK = 10_000

@@ -21,15 +21,15 @@ if [ -n "${SMOKE_URL:-}" ]; then
   base=${SMOKE_URL%/}
   token=${SUPABASE_SERVICE_ROLE_KEY:?set SUPABASE_SERVICE_ROLE_KEY to smoke-test $SMOKE_URL}
 else
-  url=$("$PY" -m app.localdb start)
+  url=$("$PY" -m app.devkit.cluster start)
   "$PY" -m app --database-url "$url" db upgrade >/dev/null
   psql_exec() { "$PY" -c "import psycopg,sys; psycopg.connect(sys.argv[1], autocommit=True).execute(sys.argv[2])" "$url" "$1"; }
   psql_exec "INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('smoke', 'noop', 5) ON CONFLICT (id) DO UPDATE SET enabled = true, circuit = 'closed'"
   export DATABASE_URL="$url"
   # Locally, as `dev` does, the service_role key is minted from a throwaway JWT secret.
   export SUPABASE_JWT_SECRET; SUPABASE_JWT_SECRET=$("$PY" -c "import secrets; print(secrets.token_urlsafe(32))")
-  token=$("$PY" -c "from app.auth import mint_token; import os; print(mint_token(os.environ['SUPABASE_JWT_SECRET']))")
-  port=$("$PY" -c "from app.localdb import free_port; print(free_port())")
+  token=$("$PY" -c "from app.web.auth import mint_token; import os; print(mint_token(os.environ['SUPABASE_JWT_SECRET']))")
+  port=$("$PY" -c "from app.devkit.cluster import free_port; print(free_port())")
   base="http://127.0.0.1:$port"
   "$PY" -m app serve --port "$port" >"$log" 2>&1 & pid=$!
 fi

@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from app.localdb import LocalCluster
-from app.migrate import upgrade
+from app.db.migrate import upgrade
+from app.devkit.cluster import LocalCluster
 
 TEMPLATE = "dispatch_template"
 _counter = itertools.count()

@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 
 import httpx
 
-from app.localdb import ROOT, free_port
+from app.devkit.cluster import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 T = TypeVar("T")
 
@@ -35,7 +37,10 @@ def wait_for(condition: Callable[[], T], timeout: float = 10.0, interval: float 
 class DaemonProcess:
     """``integration-dispatch serve`` as a real subprocess, its logs in a file."""
 
-    def __init__(self, database_url: str, log_dir: Path, concurrency: int = 10, **env: Any) -> None:
+    def __init__(self, database_url: str, log_dir: Path, concurrency: int = 10,
+                 command: list[str] | None = None, cwd: Path = ROOT, **env: Any) -> None:
+        self.command = command or [sys.executable, "-m", "app"]  # e.g. an installed wheel's console script
+        self.cwd = cwd
         self.port = free_port()
         self.log_path = log_dir / f"daemon-{self.port}.log"
         self.env = {**os.environ, "DATABASE_URL": database_url, "DISPATCH_LOG_LEVEL": "INFO",
@@ -50,8 +55,8 @@ class DaemonProcess:
     def start(self, wait: bool = True) -> DaemonProcess:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--port", str(self.port), "--concurrency", str(self.concurrency)],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+            [*self.command, "serve", "--port", str(self.port), "--concurrency", str(self.concurrency)],
+            cwd=self.cwd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         if wait:
             self.wait_healthy()
         return self
@@ -111,3 +116,4 @@ class DaemonProcess:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self.close()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.adapters.base import Adapter
-from app.errors import DuplicateAdapter, UnknownAdapter
+from app.core.errors import DuplicateAdapter, UnknownAdapter
 
 ENTRY_POINT_GROUP = "integration_dispatch.adapters"
 
@@ -53,6 +53,9 @@ def validate_adapter(name: str, cls: type[Any]) -> None:
     model = getattr(cls, "config_model", None)
     if model is not None and not hasattr(model, "model_validate"):
         raise TypeError(f"adapter {name!r}: config_model must be a pydantic model or None")
+    for capability in ("uses_http", "uses_credentials", "resumes_sync"):
+        if not isinstance(getattr(cls, capability, False), bool):
+            raise TypeError(f"adapter {name!r}: {capability} must be True or False")
 
 
 class Registry:

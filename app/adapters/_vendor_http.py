@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from app.errors import AuthError, DispatchError, PermanentError, RetryableError
+from app.core.errors import AuthError, DispatchError, PermanentError, RetryableError
 
 M = TypeVar("M", bound=BaseModel)
 

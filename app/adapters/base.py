@@ -1,7 +1,7 @@
 """The adapter contract: what the daemon gives an adapter and what it expects back.
 
 An adapter never fetches secrets and never builds HTTP clients: the daemon passes
-credentials and an ``httpx.AsyncClient`` in. It raises the errors of :mod:`app.errors`
+credentials and an ``httpx.AsyncClient`` in. It raises the errors of :mod:`app.core.errors`
 to steer retries.
 """
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import httpx
     from pydantic import BaseModel
 
-    from app.secret import Secret
+    from app.core.secret import Secret
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,30 @@ class Integration:
     adapter: str
     config: dict[str, Any]
     secret_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an adapter needs from the daemon, declared as class attributes of the same names."""
+
+    uses_http: bool = True          # gets the shared httpx.AsyncClient (False: ``ctx.http`` is None)
+    uses_credentials: bool = True   # gets the integration's vault secret (False: none is read)
+    resumes_sync: bool = False      # a ``sync`` without ``since`` continues from the last one's ``cursor``
+
+    @classmethod
+    def of(cls, adapter: Any) -> Capabilities:
+        """The capabilities an adapter (class or instance) declares; undeclared ones take the
+        defaults. Read once per class: this is on every job's path."""
+        kind = adapter if isinstance(adapter, type) else type(adapter)
+        found = _KNOWN.get(kind)
+        if found is None:
+            found = _KNOWN[kind] = cls(**{name: bool(getattr(kind, name, default))
+                                          for name, default in _DEFAULTS.items()})
+        return found
+
+
+_DEFAULTS = {"uses_http": True, "uses_credentials": True, "resumes_sync": False}
+_KNOWN: dict[type, Capabilities] = {}
 
 
 @dataclass
@@ -41,6 +65,9 @@ class JobContext:
     http: httpx.AsyncClient
     # Shared, per-integration scratch space that outlives the job (e.g. an OAuth token).
     state: dict[str, Any] = field(default_factory=dict)
+    #: ``integration.config`` validated once into the adapter's ``config_model`` by the daemon
+    #: (None when the adapter has no model, or when a test builds the context by hand).
+    config: Any = None
 
 
 @dataclass
@@ -51,6 +78,7 @@ class ProbeContext:
     credentials: Secret | None
     http: httpx.AsyncClient
     state: dict[str, Any] = field(default_factory=dict)
+    config: Any = None
 
 
 @runtime_checkable
@@ -62,6 +90,10 @@ class Adapter(Protocol):
     config_model: ClassVar[type[BaseModel] | None]
     #: "active" adapters are probed; "passive" ones are judged from real jobs.
     default_health_mode: ClassVar[str]
+    #: Capabilities (see :class:`Capabilities`; undeclared ones take its defaults).
+    uses_http: ClassVar[bool]
+    uses_credentials: ClassVar[bool]
+    resumes_sync: ClassVar[bool]
 
     async def run(self, ctx: JobContext) -> dict[str, Any]:
         """Do the job; return a small JSON-able result stored on the job row."""

@@ -32,8 +32,8 @@ from app.adapters._vendor_http import (
     validate,
 )
 from app.adapters.base import JobContext, ProbeContext
-from app.errors import AuthError, DispatchError, PermanentError, RetryableError
-from app.secret import Secret
+from app.core.errors import AuthError, DispatchError, PermanentError, RetryableError
+from app.core.secret import Secret
 
 VENDOR = "Business Central"
 SCOPE = "https://api.businesscentral.dynamics.com/.default"
@@ -312,6 +312,8 @@ def _line_body(line: LedgerLine, payload: ExportPayload, ref: str) -> dict[str, 
 
 
 def _config(ctx: Context) -> DynamicsBCConfig:
+    if isinstance(ctx.config, DynamicsBCConfig):  # validated once by the daemon
+        return ctx.config
     return validate(DynamicsBCConfig, ctx.integration.config, "Business Central integration config")
 
 

@@ -10,7 +10,7 @@ import asyncio
 from typing import Any, ClassVar
 
 from app.adapters.base import JobContext, ProbeContext
-from app.errors import PermanentError, RetryableError
+from app.core.errors import PermanentError, RetryableError
 
 
 class NoopAdapter:

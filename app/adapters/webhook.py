@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, HttpUrl
 
 from app.adapters._vendor_http import parse_retry_after
 from app.adapters.base import JobContext, ProbeContext
-from app.errors import PermanentError, RetryableError
+from app.core.errors import PermanentError, RetryableError
 
 
 class WebhookConfig(BaseModel):
@@ -32,7 +32,8 @@ class WebhookAdapter:
     default_health_mode: ClassVar[str] = "passive"
 
     async def run(self, ctx: JobContext) -> dict[str, Any]:
-        config = WebhookConfig.model_validate(ctx.integration.config)
+        config = ctx.config if isinstance(ctx.config, WebhookConfig) else WebhookConfig.model_validate(
+            ctx.integration.config)
         body = json.dumps({
             "job_id": ctx.job_id, "integration_id": ctx.integration.id, "kind": ctx.kind,
             "payload": ctx.payload, "idempotency_key": ctx.idempotency_key, "attempt": ctx.attempt,

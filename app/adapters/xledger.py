@@ -27,7 +27,7 @@ from app.adapters._vendor_http import (
     validate,
 )
 from app.adapters.base import JobContext, ProbeContext
-from app.errors import AuthError, DispatchError, PermanentError, RetryableError
+from app.core.errors import AuthError, DispatchError, PermanentError, RetryableError
 
 VENDOR = "Xledger"
 # modifiedAt is stored in CET; the vendor's own sample re-reads 15 minutes for safety (§1.5).
@@ -206,6 +206,8 @@ def _import_inputs(payload: ExportPayload, ref: str, source: str) -> list[dict[s
 
 
 def _config(ctx: Context) -> XledgerConfig:
+    if isinstance(ctx.config, XledgerConfig):  # validated once by the daemon
+        return ctx.config
     return validate(XledgerConfig, ctx.integration.config, "Xledger integration config")
 
 

@@ -61,8 +61,12 @@ def _cron_database(bind: Connection) -> str | None:
 
 
 def _other_database_url(bind: Connection, dbname: str) -> str:
-    url = bind.engine.url.set(drivername="postgresql", database=dbname)
-    return url.render_as_string(hide_password=False)
+    """The migration's own connection parameters (whatever form they came in), another database."""
+    from psycopg.conninfo import make_conninfo
+
+    info = bind.connection.dbapi_connection.info  # type: ignore[union-attr]
+    extra = {"password": info.password} if info.password else {}
+    return make_conninfo(info.dsn, dbname=dbname, **extra)
 
 
 def upgrade() -> None:

@@ -17,9 +17,9 @@ import httpx
 import psycopg
 import pytest
 
-from app.api import ROUTES
-from app.auth import mint_token
-from app.localdb import LocalCluster
+from app.devkit.cluster import LocalCluster
+from app.web.api import ROUTES
+from app.web.auth import mint_token
 from tests.conftest import create_database, drop_database
 from tests.support import DaemonProcess, wait_for
 
@@ -271,7 +271,7 @@ def test_unknown_routes_and_methods__answer_json(client: httpx.Client) -> None:
 
 
 def test_dispatch__is_503_when_the_database_is_unreachable(tmp_path: Path) -> None:
-    from app.localdb import free_port
+    from app.devkit.cluster import free_port
 
     d = DaemonProcess(f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere", tmp_path,
                       **{**NO_AUTH_ENV, "SUPABASE_JWT_SECRET": SECRET}).start(wait=False)

@@ -9,9 +9,14 @@ from urllib.parse import unquote_plus
 import psycopg
 import pytest
 
-from app.dev import EXPORT_PAYLOAD, put_secret
-from app.emulators import BusinessCentralEmulator, serve
-from app.emulators.dynamics_bc import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_COMPANY_ID, DEFAULT_TENANT
+from app.devkit.demo import EXPORT_PAYLOAD, put_secret
+from app.devkit.emulators import BusinessCentralEmulator, serve
+from app.devkit.emulators.dynamics_bc import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_COMPANY_ID,
+    DEFAULT_TENANT,
+)
 from tests.support import DaemonProcess, wait_for
 
 pytestmark = pytest.mark.acceptance

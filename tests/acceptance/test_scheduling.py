@@ -8,8 +8,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from app.localdb import LocalCluster
-from app.migrate import downgrade, upgrade
+from app.db.migrate import downgrade, upgrade
+from app.devkit.cluster import LocalCluster
 from tests.conftest import drop_database
 from tests.support import DaemonProcess, wait_for
 

@@ -27,8 +27,8 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app.dev import put_secret
-from app.emulators.server import ServedApp, serve
+from app.devkit.demo import put_secret
+from app.devkit.emulators.server import ServedApp, serve
 from tests.support import DaemonProcess, wait_for
 
 WEBHOOK_SECRET = "chaos-webhook-signing-key"  # a test value, not a credential

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from app.localdb import free_port
+from app.devkit.cluster import free_port
 from tests.chaos.conftest import assert_ledger, healthy, insert_jobs, record_figure, wait_settled
 from tests.support import DaemonProcess, wait_for
 

@@ -17,11 +17,16 @@ import psycopg
 import pytest
 
 from app.adapters._vendor_http import external_reference
-from app.dev import EXPORT_PAYLOAD, XLEDGER_EXPORT_PAYLOAD, put_secret
-from app.emulators import BusinessCentralEmulator, XledgerEmulator, serve
-from app.emulators.common import EmulatorApp, LogEntry
-from app.emulators.dynamics_bc import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_COMPANY_ID, DEFAULT_TENANT
-from app.emulators.xledger import DEFAULT_TOKEN, ERR_BURST
+from app.devkit.demo import EXPORT_PAYLOAD, XLEDGER_EXPORT_PAYLOAD, put_secret
+from app.devkit.emulators import BusinessCentralEmulator, XledgerEmulator, serve
+from app.devkit.emulators.common import EmulatorApp, LogEntry
+from app.devkit.emulators.dynamics_bc import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_COMPANY_ID,
+    DEFAULT_TENANT,
+)
+from app.devkit.emulators.xledger import DEFAULT_TOKEN, ERR_BURST
 from tests.chaos.conftest import assert_ledger, record_figure, wait_settled
 from tests.support import DaemonProcess
 

@@ -23,7 +23,7 @@ from app.adapters._vendor_http import ExportPayload, SyncPayload, validate
 from app.adapters.base import Integration, JobContext
 from app.adapters.noop import NoopAdapter
 from app.adapters.webhook import WebhookAdapter
-from app.errors import PermanentError, RetryableError
+from app.core.errors import PermanentError, RetryableError
 from tests.support import DaemonProcess, wait_for
 
 FUZZ = settings(max_examples=1000, deadline=None, derandomize=True, database=None,
@@ -144,7 +144,7 @@ def adapters_seeded(conn: psycopg.Connection) -> psycopg.Connection:
 
 
 def _enqueue_bad(conn: psycopg.Connection, names: list[str]) -> dict[str, int]:
-    from app.dev import put_secret
+    from app.devkit.demo import put_secret
     put_secret(conn, "xledger-creds", json.dumps({"token": "t"}))
     put_secret(conn, "dynamics_bc-creds", json.dumps({"tenant_id": "t", "client_id": "c", "client_secret": "s"}))
     ids = {}

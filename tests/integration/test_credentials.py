@@ -13,10 +13,10 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from app.credentials import CredentialProvider, VaultCredentials
-from app.errors import MissingSecret, PermanentError
-from app.localdb import LocalCluster
-from app.secret import Secret
+from app.core.errors import MissingSecret, PermanentError
+from app.core.secret import Secret
+from app.db.vault import CredentialProvider, VaultCredentials
+from app.devkit.cluster import LocalCluster
 
 pytestmark = pytest.mark.integration
 

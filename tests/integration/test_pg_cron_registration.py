@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from app.localdb import LocalCluster
-from app.migrate import downgrade, upgrade
+from app.db.migrate import downgrade, upgrade
+from app.devkit.cluster import LocalCluster
 from tests.conftest import drop_database
 
 pytestmark = pytest.mark.integration

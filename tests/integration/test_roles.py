@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from app.localdb import LocalCluster
+from app.devkit.cluster import LocalCluster
 
 pytestmark = pytest.mark.integration
 

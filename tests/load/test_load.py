@@ -15,7 +15,7 @@ import sys
 import psycopg
 import pytest
 
-from app.localdb import ROOT
+from tests.support import ROOT
 
 pytestmark = pytest.mark.chaos
 

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from app.localdb import LocalCluster
-from app.migrate import upgrade
+from app.db.migrate import upgrade
+from app.devkit.cluster import LocalCluster
 from tests.conftest import drop_database
 
 DAEMON_ROLE = "dispatch_daemon_sec"

@@ -13,9 +13,9 @@ from collections import Counter
 import psycopg
 import pytest
 
-from app.cli import main
-from app.localdb import ROOT
+from app.main import main
 from tests.security.conftest import plant
+from tests.support import ROOT
 
 SECRET_KEYS = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|URL", re.IGNORECASE)
 # 24+ key characters with at least one digit and one letter: a token, not a hyphenated name.

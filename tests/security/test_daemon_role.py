@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from app.dev import put_secret
-from app.localdb import LocalCluster
+from app.devkit.cluster import LocalCluster
+from app.devkit.demo import put_secret
 from tests.security.conftest import plant, role_url
 
 pytestmark = pytest.mark.integration

@@ -19,11 +19,11 @@ import jwt
 import psycopg
 import pytest
 
-from app.auth import mint_token
-from app.dev import XLEDGER_EXPORT_PAYLOAD, export_payload, put_secret
-from app.emulators import BusinessCentralEmulator, XledgerEmulator, serve
-from app.emulators.dynamics_bc import DEFAULT_CLIENT_ID, DEFAULT_COMPANY_ID, DEFAULT_TENANT
-from app.localdb import LocalCluster
+from app.devkit.cluster import LocalCluster
+from app.devkit.demo import XLEDGER_EXPORT_PAYLOAD, export_payload, put_secret
+from app.devkit.emulators import BusinessCentralEmulator, XledgerEmulator, serve
+from app.devkit.emulators.dynamics_bc import DEFAULT_CLIENT_ID, DEFAULT_COMPANY_ID, DEFAULT_TENANT
+from app.web.auth import mint_token
 from tests.security.conftest import (
     ActivitySampler,
     EchoVendor,

@@ -26,9 +26,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app.auth import JWKS_PATH, AuthConfig, AuthFailure, JwksCache, Verifier, mint_token, parse_jwks
-from app.emulators.server import serve
-from app.settings import Settings
+from app.core.settings import Settings
+from app.devkit.emulators.server import serve
+from app.web.auth import JWKS_PATH, AuthConfig, AuthFailure, JwksCache, Verifier, mint_token, parse_jwks
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ import pytest
 
 from app.adapters import ENTRY_POINT_GROUP, Registry
 from app.adapters.noop import NoopAdapter
-from app.errors import DuplicateAdapter, UnknownAdapter
+from app.core.errors import DuplicateAdapter, UnknownAdapter
 
 pytestmark = pytest.mark.unit
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "mycorp_adapter"

@@ -7,14 +7,14 @@ from collections.abc import Iterator
 import pytest
 from vendor_harness import Vendor
 
-from app.emulators import BusinessCentralEmulator, XledgerEmulator, serve
-from app.emulators.dynamics_bc import (
+from app.devkit.emulators import BusinessCentralEmulator, XledgerEmulator, serve
+from app.devkit.emulators.dynamics_bc import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_COMPANY_ID,
     DEFAULT_TENANT,
 )
-from app.emulators.xledger import DEFAULT_TOKEN
+from app.devkit.emulators.xledger import DEFAULT_TOKEN
 
 
 @pytest.fixture(scope="module")

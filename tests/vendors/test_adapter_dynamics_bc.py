@@ -12,7 +12,7 @@ from vendor_harness import Vendor, with_client
 
 from app.adapters._vendor_http import external_reference
 from app.adapters.dynamics_bc import TOKEN_KEY, DynamicsBCAdapter
-from app.errors import AuthError, PermanentError, RetryableError
+from app.core.errors import AuthError, PermanentError, RetryableError
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ from vendor_harness import with_client
 
 from app.adapters.base import Integration, JobContext
 from app.adapters.webhook import WebhookAdapter
-from app.emulators import serve
-from app.errors import PermanentError, RetryableError
-from app.secret import Secret
+from app.core.errors import PermanentError, RetryableError
+from app.core.secret import Secret
+from app.devkit.emulators import serve
 
 pytestmark = pytest.mark.integration
 SECRET = "webhook-signing-secret"

@@ -12,8 +12,8 @@ from vendor_harness import Vendor, with_client
 
 from app.adapters._vendor_http import external_reference
 from app.adapters.xledger import XledgerAdapter
-from app.emulators.xledger import ERR_BURST, ERR_CONCURRENCY, ERR_CREDITS
-from app.errors import AuthError, PermanentError, RetryableError
+from app.core.errors import AuthError, PermanentError, RetryableError
+from app.devkit.emulators.xledger import ERR_BURST, ERR_CONCURRENCY, ERR_CREDITS
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from vendor_harness import Vendor
 
-from app.emulators.dynamics_bc import DEFAULT_COMPANY_ID, SCOPE
+from app.devkit.emulators.dynamics_bc import DEFAULT_COMPANY_ID, SCOPE
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from vendor_harness import Vendor
 
-from app.emulators import XledgerEmulator, serve
-from app.emulators.xledger import DEFAULT_TOKEN, ERR_CREDITS
+from app.devkit.emulators import XledgerEmulator, serve
+from app.devkit.emulators.xledger import DEFAULT_TOKEN, ERR_CREDITS
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +128,7 @@ def test_server__port_closed_after_exit() -> None:
 
 
 def test_main__prints_urls_and_stops_on_sigterm() -> None:
-    command = [sys.executable, "-m", "app.emulators"]
+    command = [sys.executable, "-m", "app.devkit.emulators"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
         try:
             assert process.stdout is not None

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import httpx
 
 from app.adapters.base import Integration, JobContext, ProbeContext
-from app.secret import Secret
+from app.core.secret import Secret
 
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, HttpUrl
 
 from app.adapters.base import JobContext, ProbeContext
-from app.errors import AuthError, PermanentError, RetryableError
+from app.core.errors import AuthError, PermanentError, RetryableError
 
 
 class MyCorpConfig(BaseModel):

@@ -1,0 +1,71 @@
+"""Settings from the environment, and from an env file only when one is named.
+
+The env file is read from an explicit place — ``--env-file PATH`` or ``DISPATCH_ENV_FILE`` —
+never from whatever directory a command happens to run in. Documented in ``.env.example``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.core.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: str | None = None
+    # A direct or session-mode URL for LISTEN; defaults to DATABASE_URL. Leave it unset
+    # and set DISPATCH_LISTEN=false when DATABASE_URL is a transaction pooler.
+    listen_database_url: str | None = None
+    supabase_url: str | None = None
+    supabase_service_role_key: SecretStr | None = None
+    supabase_jwt_secret: SecretStr | None = None
+    vault_secret_name: str | None = None
+
+    dispatch_http_host: str = "127.0.0.1"
+    dispatch_http_port: int = Field(8787, ge=0, le=65535)
+    dispatch_concurrency: int = Field(10, ge=1, le=1000)
+    dispatch_listen: bool = True
+    # synchronous_commit for the daemon's own transitions (claims, completions, leases); the
+    # API's enqueues always commit durably. off: faster, and a crash is recovered by leases.
+    dispatch_worker_synchronous_commit: Literal["on", "off", "local", "remote_write", "remote_apply"] = "off"
+    dispatch_poll_interval: float = Field(5.0, gt=0)
+    dispatch_lease_seconds: float = Field(30.0, gt=0)
+    dispatch_shutdown_grace: float = Field(20.0, ge=0)
+    dispatch_rescue_interval: float = Field(10.0, gt=0)
+    dispatch_retry_base: float = Field(2.0, gt=0)
+    dispatch_retry_cap: float = Field(600.0, gt=0)
+    dispatch_credential_ttl: float = Field(60.0, ge=0)
+    # Seconds between active health probes of a healthy integration (doubling after failures, max 240 min).
+    dispatch_probe_interval: float = Field(900.0, gt=0)
+    # Seconds between the health duty's rounds (probes due, circuits to half-open).
+    dispatch_health_interval: float = Field(30.0, gt=0)
+    # The watchdog ticks in pg_cron's place when pg_cron has not ticked for this long.
+    dispatch_stall_after: float = Field(120.0, gt=0)
+    dispatch_watchdog_interval: float = Field(30.0, gt=0)
+    dispatch_required_role: str = "service_role"
+    dispatch_jwt_audience: str | None = None
+    dispatch_max_body_bytes: int = Field(1_048_576, ge=1024)
+    dispatch_log_level: str = "INFO"
+    alert_webhook_url: str | None = None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    env_file = os.environ.get("DISPATCH_ENV_FILE") or None
+    if env_file and not Path(env_file).is_file():
+        raise ConfigError(f"DISPATCH_ENV_FILE names {env_file!r}, which is not a readable file: "
+                          "fix the path or unset it")
+    try:
+        return Settings(_env_file=env_file)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]).upper() if err["loc"] else "?"
+        raise ConfigError(f"setting {name} is invalid: {err['msg']} (check the environment and the env file)") from None

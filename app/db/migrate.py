@@ -1,0 +1,46 @@
+"""Run the Alembic migrations from code (the CLI, the demo and the tests share this).
+
+The migrations ship inside the package (``app.migrations``), so this works from a wheel
+with no checkout and no ``alembic.ini``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from importlib import resources
+
+from alembic import command
+from alembic.config import Config
+
+
+def _config(url: str, pg_cron: bool) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("app.migrations")))
+    cfg.cmd_opts = argparse.Namespace(x=[f"url={url}", f"pg_cron={'on' if pg_cron else 'off'}"])
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head", pg_cron: bool = True) -> None:
+    command.upgrade(_config(url, pg_cron), revision)
+
+
+def downgrade(url: str, revision: str = "base", pg_cron: bool = True) -> None:
+    command.downgrade(_config(url, pg_cron), revision)
+
+
+def head() -> str | None:
+    """The newest revision the code ships."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_config("", False)).get_current_head()
+
+
+def current(url: str) -> str | None:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        exists = conn.execute("SELECT to_regclass('public.alembic_version')").fetchone()
+        if not exists or exists[0] is None:
+            return None
+        row = conn.execute("SELECT version_num FROM public.alembic_version").fetchone()
+        return row[0] if row else None

@@ -1,0 +1,288 @@
+"""JWT verification for the HTTP API, with Supabase ``verify_jwt`` semantics.
+
+A request carries ``Authorization: Bearer <jwt>``. HS256 tokens are checked against
+``SUPABASE_JWT_SECRET`` (the project's legacy JWT secret, which also signs the
+``service_role`` key); ES256/RS256 tokens against the public keys published at
+``$SUPABASE_URL/auth/v1/.well-known/jwks.json``. Each key type verifies exactly one
+algorithm, chosen by us and never by the token: an RS/ES token is never checked with the
+shared secret, nor an HS token with a public key (the classic "alg confusion" forgery), and
+``alg: none`` is refused. ``exp`` is required. The ``role`` claim must equal the required
+role (``DISPATCH_REQUIRED_ROLE``, default ``service_role``).
+
+With neither a secret nor a URL configured, protected routes answer 503 and say what to
+set: the API is never open by default.
+
+PyJWT (and through it ``cryptography``) and httpx are imported on first use, not at daemon
+start, to keep cold start short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from app.core import logs
+
+if TYPE_CHECKING:
+    from jwt import PyJWK
+
+    from app.core.settings import Settings
+
+REALM = "integration-dispatch"
+LEEWAY_SECONDS = 10.0
+# The only algorithms accepted, each bound to the key type that may verify it.
+HMAC_ALGORITHM = "HS256"
+ASYMMETRIC_ALGORITHMS = {"RSA": "RS256", "EC": "ES256"}  # JWK kty -> the one alg it verifies
+JWKS_PATH = "/auth/v1/.well-known/jwks.json"
+
+
+class AuthFailure(Exception):
+    """A request was refused: ``status`` 401 (who are you?), 403 (not allowed) or 503 (cannot tell)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def headers(self) -> dict[str, str]:
+        """RFC 6750 §3: a bare challenge when no token came, the error code otherwise."""
+        if self.status == 503:
+            return {}
+        if self.code == "missing_token":
+            return {"WWW-Authenticate": f'Bearer realm="{REALM}"'}
+        error = "insufficient_scope" if self.status == 403 else "invalid_token"
+        description = self.message.replace("\\", "").replace('"', "'")
+        return {"WWW-Authenticate": f'Bearer realm="{REALM}", error="{error}", error_description="{description}"'}
+
+
+def _unauthorized(code: str, message: str) -> AuthFailure:
+    return AuthFailure(401, code, message)
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    jwt_secret: str | None = None
+    supabase_url: str | None = None
+    required_role: str = "service_role"
+    audience: str | None = None
+    leeway: float = LEEWAY_SECONDS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AuthConfig:
+        secret = settings.supabase_jwt_secret.get_secret_value() if settings.supabase_jwt_secret else None
+        # Not yet a Settings field everywhere: read it the same way pydantic-settings would.
+        audience = getattr(settings, "dispatch_jwt_audience", None) or os.environ.get("DISPATCH_JWT_AUDIENCE")
+        return cls(jwt_secret=secret or None, supabase_url=(settings.supabase_url or "").rstrip("/") or None,
+                   required_role=settings.dispatch_required_role, audience=audience or None)
+
+    @property
+    def jwks_url(self) -> str | None:
+        return self.supabase_url + JWKS_PATH if self.supabase_url else None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.jwt_secret or self.supabase_url)
+
+
+NOT_CONFIGURED = ("JWT verification is not configured: set SUPABASE_JWT_SECRET (the project's HS256 JWT secret) "
+                  "or SUPABASE_URL (its asymmetric keys are read from $SUPABASE_URL" + JWKS_PATH + "); "
+                  "the API is never open without one, only /health answers")
+
+
+class JwksCache:
+    """The project's public signing keys, cached for ``ttl`` seconds.
+
+    A token with an unknown ``kid`` (keys were rotated) triggers a refetch, but at most one
+    per ``min_interval`` seconds: a stream of tokens with made-up kids must not turn us into
+    a load generator against the auth server.
+    """
+
+    def __init__(self, url: str, ttl: float = 600.0, min_interval: float = 30.0, timeout: float = 5.0) -> None:
+        self.url, self.ttl, self.min_interval, self.timeout = url, ttl, min_interval, timeout
+        self._keys: dict[str, PyJWK] = {}
+        self._fetched_at = -float("inf")
+        self._attempted_at = -float("inf")
+        self._lock = asyncio.Lock()
+        self.fetches = 0
+
+    async def get(self, kid: str) -> PyJWK:
+        if time.monotonic() - self._fetched_at > self.ttl:
+            await self._refresh()
+        if kid not in self._keys:
+            await self._refresh()
+        key = self._keys.get(kid)
+        if key is None:
+            raise _unauthorized("unknown_key", f"no signing key with kid '{kid}' is published at {self.url}")
+        return key
+
+    async def _refresh(self) -> None:
+        async with self._lock:
+            if time.monotonic() - self._attempted_at < self.min_interval:
+                return  # fetched (or failed) moments ago, perhaps by the request we waited for
+            self._attempted_at = time.monotonic()
+            try:
+                self._keys = parse_jwks(await self._fetch())
+                self._fetched_at = time.monotonic()
+            except (OSError, ValueError) as exc:
+                self._refresh_failed(exc)
+
+    async def _fetch(self) -> Any:
+        import httpx
+
+        self.fetches += 1
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as client:
+                response = await client.get(self.url)
+            response.raise_for_status()
+            return response.json()
+        except httpx.HTTPError as exc:
+            raise OSError(f"{type(exc).__name__}: {exc}") from None
+
+    def _refresh_failed(self, exc: Exception) -> None:
+        logs.event("auth.jwks_fetch_failed", logging.WARNING, url=self.url, error=str(exc)[:300],
+                   cached_keys=len(self._keys))
+        if not self._keys:  # stale keys still verify; no keys at all means we cannot tell
+            raise AuthFailure(503, "jwks_unavailable",
+                              f"cannot verify the token: the signing keys at {self.url} could not be read ({exc})")
+
+
+def parse_jwks(document: Any) -> dict[str, PyJWK]:
+    """Usable keys by kid. Symmetric (``oct``) keys are never taken from a JWKS: a shared
+    secret in a public document would let anyone sign tokens."""
+    from jwt import PyJWK
+    from jwt.exceptions import InvalidKeyError, PyJWKError
+
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError("not a JWKS document (expected {\"keys\": [...]})")
+    keys: dict[str, PyJWK] = {}
+    for jwk in document["keys"]:
+        alg = ASYMMETRIC_ALGORITHMS.get(str(jwk.get("kty"))) if isinstance(jwk, dict) else None
+        if alg is None or not isinstance(jwk.get("kid"), str) or jwk.get("alg", alg) != alg:
+            continue
+        if alg == "ES256" and jwk.get("crv") != "P-256":
+            continue  # ES256 is defined on P-256 only
+        try:
+            keys[jwk["kid"]] = PyJWK(jwk, algorithm=alg)
+        except (PyJWKError, InvalidKeyError):
+            continue  # a key we cannot load must not hide the usable ones
+    return keys
+
+
+class Verifier:
+    """Turns an ``Authorization`` header into verified claims, or raises :class:`AuthFailure`."""
+
+    def __init__(self, config: AuthConfig, jwks: JwksCache | None = None) -> None:
+        self.config = config
+        self.jwks = jwks or (JwksCache(config.jwks_url) if config.jwks_url else None)
+        if config.jwt_secret and len(config.jwt_secret.encode()) < 32:
+            logs.event("auth.short_jwt_secret", logging.WARNING,
+                       detail="SUPABASE_JWT_SECRET is shorter than 32 bytes; Supabase secrets are longer")
+
+    async def verify(self, authorization: str | None) -> dict[str, Any]:
+        if not self.config.configured:
+            raise AuthFailure(503, "auth_not_configured", NOT_CONFIGURED)
+        token = bearer_token(authorization)
+        alg, kid = _unverified_header(token)
+        key = await self._key_for(alg, kid)
+        claims = self._decode(token, key, alg)
+        self._check_role(claims)
+        return claims
+
+    async def _key_for(self, alg: str, kid: str | None) -> Any:
+        if alg == HMAC_ALGORITHM:
+            if not self.config.jwt_secret:
+                raise _unauthorized("unsupported_algorithm", "HS256 tokens are not accepted here: SUPABASE_JWT_SECRET "
+                                    "is not set; send a token signed with the project's signing keys")
+            return self.config.jwt_secret
+        if alg not in ASYMMETRIC_ALGORITHMS.values():
+            raise _unauthorized("unsupported_algorithm",
+                                f"token algorithm '{alg}' is not accepted (HS256, RS256, ES256)")
+        if self.jwks is None:
+            raise _unauthorized("unsupported_algorithm", f"{alg} tokens are not accepted here: SUPABASE_URL is not "
+                                "set, so there are no public keys to verify them with")
+        if kid is None:
+            raise _unauthorized("malformed_token", f"the {alg} token has no 'kid' header naming its signing key")
+        key = await self.jwks.get(kid)
+        if key.algorithm_name != alg:
+            raise _unauthorized("invalid_token", f"key '{kid}' verifies {key.algorithm_name}, but the token says {alg}")
+        return key
+
+    def _decode(self, token: str, key: Any, alg: str) -> dict[str, Any]:
+        import jwt
+
+        audience = self.config.audience
+        try:
+            with warnings.catch_warnings():
+                # A short secret was logged once at start; a warning per request adds nothing.
+                warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+                claims: dict[str, Any] = jwt.decode(
+                    token, key, algorithms=[alg], audience=audience, leeway=self.config.leeway,
+                    options={"require": ["exp"], "verify_aud": audience is not None})
+        except jwt.PyJWTError as exc:
+            raise _decode_failure(exc) from None
+        return claims
+
+    def _check_role(self, claims: dict[str, Any]) -> None:
+        role = claims.get("role")
+        if role != self.config.required_role:
+            shown = f"'{role}'" if isinstance(role, str) else "no role"
+            raise AuthFailure(403, "wrong_role",
+                              f"this API needs a token with role '{self.config.required_role}'; the token has {shown}")
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization or not authorization.strip():
+        raise _unauthorized("missing_token", "no Authorization header: send 'Authorization: Bearer <jwt>'")
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized("malformed_token", "the Authorization header must be 'Bearer <jwt>'")
+    if token.count(".") != 2 or any(c.isspace() for c in token):
+        raise _unauthorized("malformed_token", "the bearer token is not a JWT (three base64url parts joined by dots)")
+    return token
+
+
+def _unverified_header(token: str) -> tuple[str, str | None]:
+    import jwt
+
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise _unauthorized("malformed_token", f"the token's header cannot be read: {exc}") from None
+    alg, kid = header.get("alg"), header.get("kid")
+    if not isinstance(alg, str):
+        raise _unauthorized("malformed_token", "the token's header names no algorithm")
+    return alg, kid if isinstance(kid, str) else None
+
+
+def _decode_failure(exc: Exception) -> AuthFailure:
+    import jwt
+
+    table: list[tuple[type[Exception], str, str]] = [
+        (jwt.ExpiredSignatureError, "expired_token", "the token has expired"),
+        (jwt.MissingRequiredClaimError, "invalid_token", "the token has no 'exp' claim; tokens must expire"),
+        (jwt.InvalidAudienceError, "invalid_audience", "the token's audience is not accepted here"),
+        (jwt.InvalidSignatureError, "invalid_signature", "the token's signature does not verify"),
+        (jwt.InvalidKeyError, "invalid_signature", "the token's signature does not verify"),
+        (jwt.DecodeError, "malformed_token", f"the token cannot be decoded: {exc}"),
+    ]
+    for kind, code, message in table:
+        if isinstance(exc, kind):
+            return _unauthorized(code, message)
+    return _unauthorized("invalid_token", f"the token is not valid: {exc}")
+
+
+def mint_token(secret: str, role: str = "service_role", ttl: float = 3600.0, **claims: Any) -> str:
+    """An HS256 token for local development and tests (``dev`` mints SUPABASE_SERVICE_ROLE_KEY
+    with it). On a Supabase project, use the project's own service_role key instead."""
+    import jwt
+
+    now = int(time.time())
+    body = {"iss": REALM, "role": role, "iat": now, "exp": now + int(ttl), **claims}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+        return jwt.encode(body, secret, algorithm=HMAC_ALGORITHM)

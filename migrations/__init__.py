@@ -1,0 +1,1 @@
+"""The migrations as package data (app.migrations): Alembic reads env.py and versions/ from here."""
