@@ -3,8 +3,9 @@
 #
 #   1. deno fmt --check, lint, check and test on supabase/functions (pinned Deno via scripts/deno);
 #   2. a throwaway database: DATABASE_URL when set (migrated in place, left in place), else a
-#      scratch database on the local cluster (app.devkit.cluster, or app.localdb before the
-#      move), dropped on exit; migrated with `integration-dispatch db upgrade --no-pg-cron`;
+#      private cluster (app.devkit.cluster under a temporary DISPATCH_LOCAL_DIR, destroyed on
+#      exit; or app.localdb before the layered-package move), migrated with
+#      `integration-dispatch db upgrade --no-pg-cron`;
 #   3. the function served by plain Deno on a free loopback port (`supabase functions serve`
 #      needs Docker), with network permission for 127.0.0.1 only and modules from the cache;
 #   4. GET /health -> 200 JSON; POST without a key -> 401; with a wrong key -> 401;
@@ -29,7 +30,7 @@ cli=.venv/bin/integration-dispatch
 config=supabase/functions/integration-dispatch/deno.json
 entry=supabase/functions/integration-dispatch/index.ts
 workdir=$(mktemp -d -t edge-function-XXXXXX)
-deno_pid="" daemon_pid="" down_pid="" scratch_db="" admin_url="" started_cluster="" cluster_mod=""
+deno_pid="" daemon_pid="" down_pid="" scratch_db="" admin_url="" started_cluster="" cluster_mod="" cluster_dir=""
 
 free_port() { "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -49,7 +50,10 @@ cleanup() {
   if [ -n "$scratch_db" ] && [ -n "$admin_url" ]; then
     psql "$admin_url" -XqAt -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS \"$scratch_db\" WITH (FORCE)" >/dev/null 2>&1 || true
   fi
-  [ -n "$started_cluster" ] && "$py" -m "$cluster_mod" stop >/dev/null 2>&1 || true
+  if [ -n "$started_cluster" ]; then
+    "$py" -m "$cluster_mod" "$started_cluster" >/dev/null 2>&1 || true
+    [ -n "$cluster_dir" ] && rm -rf "$cluster_dir"
+  fi
   if [ $rc -ne 0 ]; then
     for log in "$workdir"/*.log; do [ -f "$log" ] && { say "--- tail of $(basename "$log")"; tail -n 30 "$log" >&2; }; done
   fi
@@ -86,15 +90,26 @@ if [ -n "${DATABASE_URL:-}" ]; then
   db_url=$DATABASE_URL
   say "database: DATABASE_URL (migrated in place, kept)"
 else
-  if "$py" -c 'import app.devkit.cluster' 2>/dev/null; then cluster_mod=app.devkit.cluster; else cluster_mod=app.localdb; fi
-  "$py" -m "$cluster_mod" status >/dev/null 2>&1 || started_cluster=yes
+  if "$py" -c 'import app.devkit.cluster' 2>/dev/null; then
+    # A private cluster of our own (the default one is shared by every checkout on this host):
+    # created here, destroyed on exit. 0755: the server runs as postgres when we are root.
+    cluster_mod=app.devkit.cluster
+    cluster_dir=$(mktemp -d -t edge-function-pg-XXXXXX)
+    chmod 755 "$cluster_dir"
+    export DISPATCH_LOCAL_DIR="$cluster_dir"
+    started_cluster=destroy
+  else
+    # Before the layered-package move: the checkout's own .local/pg; stopped again only if we started it.
+    cluster_mod=app.localdb
+    "$py" -m "$cluster_mod" status >/dev/null 2>&1 || started_cluster=stop
+  fi
   base_url=$("$py" -m "$cluster_mod" start | tail -n 1)
   case $base_url in postgres://* | postgresql://*) ;; *) fail "python -m $cluster_mod start printed no URL";; esac
   admin_url="${base_url%/*}/postgres"
   scratch_db="edge_fn_$$_$(date +%s)"
   psql "$admin_url" -XqAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$scratch_db\"" >/dev/null
   db_url="${base_url%/*}/$scratch_db"
-  say "database: scratch database $scratch_db on the local cluster ($cluster_mod)"
+  say "database: scratch database $scratch_db on a local cluster ($cluster_mod${cluster_dir:+, private in $cluster_dir})"
 fi
 "$cli" --database-url "$db_url" db upgrade --no-pg-cron >"$workdir/migrate.log" 2>&1 \
   || { cat "$workdir/migrate.log" >&2; fail "db upgrade failed"; }

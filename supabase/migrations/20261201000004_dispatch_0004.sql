@@ -1,6 +1,6 @@
 -- integration-dispatch, Alembic revision 0004: pg_cron drives time: `dispatch-tick` and `dispatch-maintain` every minute, history cleanup daily.
 -- Rendered by scripts/render-supabase-migrations from migrations/versions/0004_pg_cron.py
--- (sha256 0ee437826dd44488). Do not edit: change the Alembic migration, re-render.
+-- (sha256 fd50cc8e741ea6a5). Do not edit: change the Alembic migration, re-render.
 -- The Supabase case of its branches: Supabase Vault installed, pg_cron in this database (postgres).
 
 -- One tool per database: refuse a database that Alembic (`integration-dispatch db upgrade`) migrates.
