@@ -82,8 +82,11 @@ def dispatch_dump(cluster: Any, url: str) -> str:
     """`pg_dump --schema-only --no-owner --schema=dispatch`, normalised as app.migrate.schema_dump
     does, plus the migrating role's name (ALTER DEFAULT PRIVILEGES FOR ROLE x) made neutral:
     the two paths under comparison are run by different roles on purpose."""
+    # Alembic's bookkeeping table is not schema: excluded, so the comparison survives it moving
+    # from public into dispatch (issue 12), where only the Alembic path has it.
     out = subprocess.run([str(bindir(cluster) / "pg_dump"), "--schema-only", "--no-owner", "--schema=dispatch",
-                          "--dbname", url], capture_output=True, text=True, check=True).stdout
+                          "--exclude-table=dispatch.alembic_version", "--dbname", url],
+                         capture_output=True, text=True, check=True).stdout
     keep = [line for line in out.splitlines() if not line.startswith(_NOISE)]
     text = "\n".join(keep).strip() + "\n"
     return re.sub(r"FOR ROLE \S+ IN SCHEMA", "FOR ROLE <migrator> IN SCHEMA", text)
