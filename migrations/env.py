@@ -10,8 +10,11 @@ as a template).
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection, text
 
 from app.db import connect
+
+VERSION_SCHEMA = "dispatch"  # not public: Supabase exposes public to its API roles
 
 
 def _conninfo() -> str:
@@ -23,9 +26,26 @@ def _conninfo() -> str:
     return connect.resolve(None, get_settings().database_url)
 
 
+def _prepare(connection: Connection) -> None:
+    """One migrator per database, and the version table where it belongs."""
+    if connection.execute(text("SELECT to_regclass('supabase_migrations.schema_migrations')")).scalar() and \
+            connection.execute(text("SELECT EXISTS (SELECT 1 FROM supabase_migrations.schema_migrations "
+                                    "WHERE name LIKE 'dispatch_%')")).scalar():
+        raise SystemExit("this database's dispatch schema is managed by `supabase db push` "
+                         "(supabase/migrations): migrate it that way, not with `integration-dispatch db upgrade`")
+    connection.execute(text("CREATE SCHEMA IF NOT EXISTS dispatch"))
+    # Databases migrated before the version table moved out of public.
+    if connection.execute(text("SELECT to_regclass('public.alembic_version') IS NOT NULL "
+                               "AND to_regclass('dispatch.alembic_version') IS NULL")).scalar():
+        connection.execute(text("ALTER TABLE public.alembic_version SET SCHEMA dispatch"))
+    connection.commit()
+
+
 def run_migrations_online() -> None:
     with connect.engine(_conninfo()).connect() as connection:
-        context.configure(connection=connection, transaction_per_migration=True)
+        _prepare(connection)
+        context.configure(connection=connection, transaction_per_migration=True,
+                          version_table_schema=VERSION_SCHEMA)
         with context.begin_transaction():
             context.run_migrations()
 

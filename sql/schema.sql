@@ -1635,6 +1635,15 @@ $$;
 
 
 --
+-- Name: alembic_version; Type: TABLE; Schema: dispatch; Owner: -
+--
+
+CREATE TABLE dispatch.alembic_version (
+    version_num character varying(32) NOT NULL
+);
+
+
+--
 -- Name: alerts; Type: TABLE; Schema: dispatch; Owner: -
 --
 
@@ -2143,6 +2152,14 @@ CREATE VIEW vault.decrypted_secrets AS
     s.created_at,
     s.updated_at
    FROM vault.secrets s;
+
+
+--
+-- Name: alembic_version alembic_version_pkc; Type: CONSTRAINT; Schema: dispatch; Owner: -
+--
+
+ALTER TABLE ONLY dispatch.alembic_version
+    ADD CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num);
 
 
 --
@@ -2670,6 +2687,13 @@ REVOKE ALL ON FUNCTION vault.update_secret(secret_id uuid, new_secret text, new_
 REVOKE ALL ON FUNCTION vault.update_secret(secret_id uuid, new_secret text, new_name text, new_description text, new_key_id uuid) FROM postgres;
 GRANT ALL ON FUNCTION vault.update_secret(secret_id uuid, new_secret text, new_name text, new_description text, new_key_id uuid) TO postgres WITH GRANT OPTION;
 GRANT ALL ON FUNCTION vault.update_secret(secret_id uuid, new_secret text, new_name text, new_description text, new_key_id uuid) TO service_role;
+
+
+--
+-- Name: TABLE alembic_version; Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT SELECT ON TABLE dispatch.alembic_version TO dispatch_worker;
 
 
 --

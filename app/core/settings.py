@@ -33,9 +33,9 @@ class Settings(BaseSettings):
     dispatch_http_port: int = Field(8787, ge=0, le=65535)
     dispatch_concurrency: int = Field(10, ge=1, le=1000)
     dispatch_listen: bool = True
-    # synchronous_commit for the daemon's own transitions (claims, completions, leases); the
-    # API's enqueues always commit durably. off: faster, and a crash is recovered by leases.
-    dispatch_worker_synchronous_commit: Literal["on", "off", "local", "remote_write", "remote_apply"] = "off"
+    # synchronous_commit for the daemon's own transitions (claims, completions, leases), set per
+    # session (see app/db/pool.py); "off" is faster, and a crash is recovered by leases and the ledger.
+    dispatch_worker_synchronous_commit: Literal["on", "off", "local", "remote_write", "remote_apply"] = "on"
     dispatch_poll_interval: float = Field(5.0, gt=0)
     dispatch_lease_seconds: float = Field(30.0, gt=0)
     dispatch_shutdown_grace: float = Field(20.0, ge=0)

@@ -39,8 +39,10 @@ def current(url: str) -> str | None:
     import psycopg
 
     with psycopg.connect(url) as conn:
-        exists = conn.execute("SELECT to_regclass('public.alembic_version')").fetchone()
-        if not exists or exists[0] is None:
-            return None
-        row = conn.execute("SELECT version_num FROM public.alembic_version").fetchone()
-        return row[0] if row else None
+        # public: a database not migrated since the version table moved (migrations/env.py moves it)
+        for table in ("dispatch.alembic_version", "public.alembic_version"):
+            exists = conn.execute("SELECT to_regclass(%s)", [table]).fetchone()
+            if exists and exists[0] is not None:
+                row = conn.execute(f"SELECT version_num FROM {table}").fetchone()
+                return row[0] if row else None
+        return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -49,16 +50,28 @@ def make_pool(url: str, name: str, min_size: int, max_size: int, *, synchronous_
     """An autocommit pool (each statement its own short transaction), opened by the caller.
 
     ``prepare=False`` behind a transaction pooler, which breaks prepared statements.
-    ``synchronous_commit`` other than "on": claims, completions and leases need not wait for
-    the WAL flush — a transition lost in a database crash is recovered by lease expiry,
-    rescue and the idempotency key.
+    ``synchronous_commit`` other than "on" is set per session, never as a startup option
+    (Supavisor drops those and PgBouncer may refuse them); behind a transaction pooler a
+    session setting would leak to other clients, so there it is not applied: set it on the
+    daemon's role instead (``ALTER ROLE ... SET synchronous_commit = off``).
     """
     from psycopg_pool import AsyncConnectionPool
 
     kwargs: dict[str, Any] = {"autocommit": True, "application_name": name}
     if not prepare:
         kwargs["prepare_threshold"] = None
+    configure = None
     if synchronous_commit != "on":
-        kwargs["options"] = f"-c synchronous_commit={synchronous_commit}"
+        if prepare:
+            async def configure(conn: Any) -> None:
+                # A transition lost in a database crash is recovered by lease expiry, rescue
+                # and the idempotency key; write intents commit durably whatever this says.
+                await conn.execute(f"SET synchronous_commit = {synchronous_commit}")
+        else:
+            from app.core import logs
+
+            logs.event("pool.synchronous_commit_ignored", logging.WARNING, pool=name, wanted=synchronous_commit,
+                       detail="behind a transaction pooler a session setting leaks to other clients; "
+                              "set it on the daemon's role: ALTER ROLE <role> SET synchronous_commit = ...")
     return AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False, timeout=5.0,
-                               kwargs=kwargs, name=name)
+                               kwargs=kwargs, name=name, configure=configure)

@@ -21,7 +21,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute(r"""
-CREATE SCHEMA dispatch;
+CREATE SCHEMA IF NOT EXISTS dispatch;  -- migrations/env.py creates it first: alembic_version lives here
 COMMENT ON SCHEMA dispatch IS 'integration-dispatch: scheduler and dispatcher state';
 
 CREATE TYPE dispatch.job_status AS ENUM ('queued', 'running', 'succeeded', 'failed', 'cancelled');
@@ -497,4 +497,12 @@ FROM dispatch.integrations i;
 
 
 def downgrade() -> None:
-    op.execute("DROP SCHEMA dispatch CASCADE")
+    # Everything but Alembic's own version table, which lives in this schema.
+    op.execute("""
+CREATE SCHEMA dispatch_downgrade;
+ALTER TABLE dispatch.alembic_version SET SCHEMA dispatch_downgrade;
+DROP SCHEMA dispatch CASCADE;
+CREATE SCHEMA dispatch;
+ALTER TABLE dispatch_downgrade.alembic_version SET SCHEMA dispatch;
+DROP SCHEMA dispatch_downgrade;
+""")

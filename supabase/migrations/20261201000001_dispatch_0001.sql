@@ -1,6 +1,6 @@
 -- integration-dispatch, Alembic revision 0001: The dispatch schema: integrations, schedules, jobs, the idempotency ledger, alerts, workers.
 -- Rendered by scripts/render-supabase-migrations from migrations/versions/0001_schema.py
--- (sha256 6275f5d85ac125c6). Do not edit: change the Alembic migration, re-render.
+-- (sha256 a13fead915e00e0d). Do not edit: change the Alembic migration, re-render.
 -- The Supabase case of its branches: Supabase Vault installed, pg_cron in this database (postgres).
 
 -- One tool per database: refuse a database that Alembic (`integration-dispatch db upgrade`) migrates.
@@ -19,7 +19,7 @@ BEGIN
     END LOOP;
 END $guard$;
 
-CREATE SCHEMA dispatch;
+CREATE SCHEMA IF NOT EXISTS dispatch;  -- migrations/env.py creates it first: alembic_version lives here
 COMMENT ON SCHEMA dispatch IS 'integration-dispatch: scheduler and dispatcher state';
 
 CREATE TYPE dispatch.job_status AS ENUM ('queued', 'running', 'succeeded', 'failed', 'cancelled');

@@ -168,7 +168,7 @@ def test_db_push__as_the_postgres_role_gives_the_alembic_schema_and_registers_pg
     assert len(run_sql(shaped.admin, "SELECT 1 FROM cron.job")) == 3
     # docs/supabase.md: running the 0004 file again re-registers the jobs (upsert by name).
     run_sql(url, "SELECT cron.unschedule('dispatch-maintain')")  # by name: the job's owner
-    apply_with_psql(shaped.cluster, url, [rendered_files()[-1]])
+    apply_with_psql(shaped.cluster, url, [p for p in rendered_files() if p.name.endswith("_0004.sql")])
     assert dict(run_sql(shaped.admin, "SELECT jobname, command FROM cron.job")) == CRON_JOBS
 
     # Vault owned by the superuser, the accessor owned by the postgres role: the daemon's role reads
@@ -189,12 +189,9 @@ def test_db_upgrade__as_the_postgres_role_gives_the_same_schema(shaped: Shaped, 
     url = shaped.url("alembic_shaped")
     alembic_upgrade(url)  # vault exists, so 0002 needs no superuser file access
     assert dispatch_dump(shaped.cluster, url) == alembic_reference_dump
-    exposed = [line for line in api_roles_see_nothing(url) if "alembic_version" not in line]
-    assert exposed == []
+    assert api_roles_see_nothing(url) == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: alembic_version lands in public, where Supabase's default "
-                   "privileges expose it to anon/authenticated; the migrations owner moves it to dispatch")
 def test_db_upgrade__keeps_alembic_version_out_of_public(shaped: Shaped) -> None:
     url = shaped.url("alembic_shaped_public")
     shaped.shape_database("alembic_shaped_public")
