@@ -1,4 +1,5 @@
-"""``db upgrade | downgrade | status``: the migrations, from the package (no checkout needed)."""
+"""``db upgrade | downgrade | status | schedule``: the migrations, from the package (no checkout
+needed), and the pg_cron jobs' registration on its own."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ def cmd_db(args: argparse.Namespace) -> int:
     from app.db import connect, migrate
 
     url = database_url(args)
-    if args.action == "upgrade":
+    if args.action == "schedule":
+        migrate.schedule(url)
+    elif args.action == "upgrade":
         migrate.upgrade(url, args.revision or "head", pg_cron=not args.no_pg_cron)
     elif args.action == "downgrade":
         migrate.downgrade(url, args.revision or "base", pg_cron=not args.no_pg_cron)
@@ -24,8 +27,9 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("db", help="migrate the database: upgrade | downgrade | status")
-    p.add_argument("action", choices=["upgrade", "downgrade", "status"])
+    p = sub.add_parser("db", help="migrate the database: upgrade | downgrade | status | schedule (re-register "
+                                  "the pg_cron jobs, idempotent)")
+    p.add_argument("action", choices=["upgrade", "downgrade", "status", "schedule"])
     p.add_argument("revision", nargs="?", help="target revision (default: head / base)")
     p.add_argument("--no-pg-cron", action="store_true", help="do not register the pg_cron jobs")
     p.set_defaults(func=cmd_db)

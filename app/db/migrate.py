@@ -28,6 +28,31 @@ def downgrade(url: str, revision: str = "base", pg_cron: bool = True) -> None:
     command.downgrade(_config(url, pg_cron), revision)
 
 
+def schedule(url: str) -> None:
+    """(Re)register the pg_cron jobs exactly as migration 0004 does, idempotently (pg_cron
+    upserts jobs by name): the repair for a database whose jobs were lost or never registered,
+    with no downgrade of anything."""
+    import importlib.util
+
+    from app.db import connect
+
+    path = resources.files("app.migrations").joinpath("versions", "0004_pg_cron.py")
+    spec = importlib.util.spec_from_file_location("dispatch_migration_0004", str(path))
+    assert spec is not None and spec.loader is not None
+    registration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(registration)
+    with connect.engine(url).connect() as bind:
+        cron_db = registration._cron_database(bind)
+        if cron_db is None:
+            return
+        app_db = str(bind.exec_driver_sql("SELECT current_database()").scalar())
+        if cron_db == app_db:
+            registration._schedule_here(bind)
+        else:
+            registration._schedule_elsewhere(bind, cron_db, app_db)
+        bind.commit()
+
+
 def head() -> str | None:
     """The newest revision the code ships."""
     from alembic.script import ScriptDirectory

@@ -73,7 +73,7 @@ def test_pg_cron_registration__cron_database_uses_plain_schedule(pg_cluster: Loc
         downgrade(admin_url, "base", pg_cron=False)
         with psycopg.connect(admin_url, autocommit=True) as c:
             c.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = ANY(%s)", [JOBS])
-            c.execute("DROP TABLE IF EXISTS public.alembic_version")
+            c.execute("DROP SCHEMA IF EXISTS dispatch CASCADE")  # base keeps only the version table there
 
 
 def test_pg_cron_registration__off_registers_nothing(pg_cluster: LocalCluster, admin_url: str,
@@ -81,3 +81,19 @@ def test_pg_cron_registration__off_registers_nothing(pg_cluster: LocalCluster, a
     upgrade(pg_cluster.url(fresh_db), pg_cron=False)
     assert _cron_jobs(admin_url, f"%@{fresh_db}") == {}
     assert "skipped (-x pg_cron=off)" in capsys.readouterr().err  # migration messages go to stderr
+
+
+def test_db_schedule__reregisters_lost_jobs_idempotently_without_a_downgrade(
+        pg_cluster: LocalCluster, admin_url: str, fresh_db: str) -> None:
+    url = pg_cluster.url(fresh_db)
+    upgrade(url, pg_cron=False)  # as if pg_cron had been missing at migration time
+    assert _cron_jobs(admin_url, f"%@{fresh_db}") == {}
+    from app.main import main
+
+    for _ in range(2):  # twice: the second run changes nothing
+        assert main(["--database-url", url, "db", "schedule"]) == 0
+        assert _cron_jobs(admin_url, f"%@{fresh_db}") == {
+            f"dispatch-tick@{fresh_db}": fresh_db, f"dispatch-maintain@{fresh_db}": fresh_db,
+            f"dispatch-cleanup-cron-history@{fresh_db}": "postgres"}
+    with psycopg.connect(url) as c:
+        assert c.execute("SELECT version_num FROM dispatch.alembic_version").fetchone() == ("0006",)
