@@ -1459,6 +1459,33 @@ END $$;
 
 
 --
+-- Name: schedule_periods(bigint, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.schedule_periods(p_schedule_id bigint, p_from timestamp with time zone, p_to timestamp with time zone) RETURNS TABLE(slot timestamp with time zone, period_start timestamp with time zone, period_end timestamp with time zone, period_label text, key text)
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+    SELECT DISTINCT ON (p.period_end) p.slot,
+           dispatch.period_natural_start(s.period, s.timezone, p.slot, dispatch.cron_prev(s.cron_spec, s.timezone, p.slot)),
+           p.period_end, dispatch.period_label(s.period, s.timezone, p.period_end),
+           dispatch.slot_key(s.integration_id, s.kind, p.period_end)
+      FROM dispatch.schedules s
+     CROSS JOIN LATERAL dispatch.cron_slots(s.cron, s.timezone, p_from - interval '1 microsecond', p_to) AS x(slot)
+     CROSS JOIN LATERAL (SELECT x.slot, dispatch.period_end_for(s.period, s.timezone, x.slot) AS period_end) p
+     WHERE s.id = p_schedule_id
+     ORDER BY p.period_end, p.slot
+$$;
+
+
+--
+-- Name: FUNCTION schedule_periods(p_schedule_id bigint, p_from timestamp with time zone, p_to timestamp with time zone); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.schedule_periods(p_schedule_id bigint, p_from timestamp with time zone, p_to timestamp with time zone) IS 'the periods closed by a schedule''s slots in [p_from, p_to], with the keys the tick would give them';
+
+
+--
 -- Name: schedules_before_write(); Type: FUNCTION; Schema: dispatch; Owner: -
 --
 
@@ -3035,6 +3062,13 @@ GRANT ALL ON FUNCTION dispatch.rescue_expired_leases() TO dispatch_worker;
 --
 
 GRANT ALL ON FUNCTION dispatch.resolve_alert(p_kind text, p_subject text) TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION schedule_periods(p_schedule_id bigint, p_from timestamp with time zone, p_to timestamp with time zone); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.schedule_periods(p_schedule_id bigint, p_from timestamp with time zone, p_to timestamp with time zone) TO dispatch_worker;
 
 
 --

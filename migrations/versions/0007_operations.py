@@ -211,6 +211,24 @@ CREATE TABLE dispatch.operator_actions (
 COMMENT ON TABLE dispatch.operator_actions IS 'schedule and integration actions taken by operators (job actions are in job_events)';
 CREATE INDEX operator_actions_subject_idx ON dispatch.operator_actions (subject, id);
 
+-- The periods a schedule's slots in [p_from, p_to] close, keyed exactly as the tick keys them
+-- (dispatch.slot_key on the period end), each once (by its first slot): what a backfill or a
+-- trigger reserves, so a period never gets a second job whoever makes it first.
+CREATE FUNCTION dispatch.schedule_periods(p_schedule_id bigint, p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (slot timestamptz, period_start timestamptz, period_end timestamptz, period_label text, key text)
+LANGUAGE sql STABLE {PATH} AS $$
+    SELECT DISTINCT ON (p.period_end) p.slot,
+           dispatch.period_natural_start(s.period, s.timezone, p.slot, dispatch.cron_prev(s.cron_spec, s.timezone, p.slot)),
+           p.period_end, dispatch.period_label(s.period, s.timezone, p.period_end),
+           dispatch.slot_key(s.integration_id, s.kind, p.period_end)
+      FROM dispatch.schedules s
+     CROSS JOIN LATERAL dispatch.cron_slots(s.cron, s.timezone, p_from - interval '1 microsecond', p_to) AS x(slot)
+     CROSS JOIN LATERAL (SELECT x.slot, dispatch.period_end_for(s.period, s.timezone, x.slot) AS period_end) p
+     WHERE s.id = p_schedule_id
+     ORDER BY p.period_end, p.slot
+$$;
+COMMENT ON FUNCTION dispatch.schedule_periods IS 'the periods closed by a schedule''s slots in [p_from, p_to], with the keys the tick would give them';
+
 ALTER TABLE dispatch.integrations
     ADD COLUMN paused_at    timestamptz,
     ADD COLUMN paused_by    text,
@@ -235,7 +253,8 @@ GRANTS = """DO $$ BEGIN
         GRANT EXECUTE ON FUNCTION dispatch.current_actor(), dispatch.current_reason(), dispatch.redact(text),
                                   dispatch.jobs_record_transition(), dispatch.jobs_record_enqueued(),
                                   dispatch.jobs_forget_events(), dispatch.job_events_append_only(),
-                                  dispatch.job_timeline(bigint), dispatch.job_events_json(bigint) TO dispatch_worker;
+                                  dispatch.job_timeline(bigint), dispatch.job_events_json(bigint),
+                                  dispatch.schedule_periods(bigint, timestamptz, timestamptz) TO dispatch_worker;
     END IF;
 END $$"""
 
@@ -267,6 +286,7 @@ def downgrade() -> None:
     op.execute(r"""
 ALTER TABLE dispatch.integrations DROP COLUMN pause_reason, DROP COLUMN paused_by, DROP COLUMN paused_at;
 DROP TABLE dispatch.operator_actions;
+DROP FUNCTION dispatch.schedule_periods(bigint, timestamptz, timestamptz);
 DROP FUNCTION dispatch.job_events_json(bigint);
 DROP FUNCTION dispatch.job_timeline(bigint);
 DROP TRIGGER jobs_forget_events ON dispatch.jobs;
