@@ -40,10 +40,12 @@ def iso_instant(text: str) -> dt.datetime:
 def cmd_enqueue(args: argparse.Namespace) -> int:
     payload = json_arg(args.payload, "--payload") or {}
     with connect(args) as conn:
-        row = fetch_one(conn, "enqueue_job", integration_id=args.integration, kind=args.kind,
-                        payload=json.dumps(payload), scheduled_for=args.scheduled_for,
-                        idempotency_key=args.key, priority=args.priority, max_attempts=args.max_attempts,
-                        run_after=None, source="cli")
+        with conn.transaction():
+            operator.act(conn, None)  # the 'enqueued' event names the OS user
+            row = fetch_one(conn, "enqueue_job", integration_id=args.integration, kind=args.kind,
+                            payload=json.dumps(payload), scheduled_for=args.scheduled_for,
+                            idempotency_key=args.key, priority=args.priority, max_attempts=args.max_attempts,
+                            run_after=None, source="cli")
         assert row is not None  # a function call always returns its row
         result = {"job_id": row["job_id"], "duplicate": row["duplicate"]}
         _report(args, result, f"job {row['job_id']} " + ("already existed for this key (duplicate)"

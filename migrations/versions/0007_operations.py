@@ -115,7 +115,7 @@ BEGIN
         END IF;
     ELSIF NEW.status = 'queued' THEN
         -- A finished job put back in the queue: its previous run stays on record here.
-        v_event := 'retried'; v_manual := true;
+        v_event := 'retried'; v_manual := true; v_worker := NULL;
         v_details := jsonb_build_object('previous', jsonb_build_object(
             'status', OLD.status, 'attempts', OLD.attempts, 'started_at', OLD.started_at,
             'finished_at', OLD.finished_at, 'worker_id', OLD.worker_id, 'last_error', dispatch.redact(OLD.last_error)));
