@@ -141,8 +141,6 @@ def _bulk(args: argparse.Namespace) -> bool:
 
 
 def _bulk_action(args: argparse.Namespace, verb: str, allowed: list[str], query_name: str, done: str) -> int:
-    if args.status is not None and args.status not in allowed:
-        raise CommandError(f"--status {args.status}: {verb} takes only {' or '.join(allowed)} jobs")
     params = {"statuses": [args.status] if args.status else allowed, "ids": args.ids or None,
               "integration_id": args.integration, "kind": args.kind, "since": args.since, "until": args.until,
               "schedule_id": args.schedule}
