@@ -1192,7 +1192,8 @@ BEGIN
     VALUES (NEW.id, v_event, NEW.status, CASE WHEN NEW.status = 'running' THEN NEW.attempts ELSE OLD.attempts END, v_worker,
             CASE WHEN v_manual OR v_expired THEN dispatch.current_actor() ELSE nullif(current_setting('dispatch.actor', true), '') END,
             CASE WHEN v_manual THEN dispatch.current_reason() END,
-            v_class, dispatch.redact(v_message), jsonb_strip_nulls(v_details));
+            v_class, CASE WHEN v_message IS NOT NULL THEN dispatch.redact(v_message) END,
+            CASE WHEN v_event = 'claimed' THEN v_details ELSE jsonb_strip_nulls(v_details) END);
     RETURN NULL;
 END $$;
 
@@ -1372,7 +1373,7 @@ COMMENT ON FUNCTION dispatch.raise_alert(p_kind text, p_subject text, p_message 
 --
 
 CREATE FUNCTION dispatch.redact(p_text text) RETURNS text
-    LANGUAGE sql IMMUTABLE
+    LANGUAGE sql IMMUTABLE STRICT
     SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
     SELECT left(regexp_replace(regexp_replace(p_text,

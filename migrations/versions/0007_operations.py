@@ -62,7 +62,7 @@ CREATE FUNCTION dispatch.current_reason() RETURNS text LANGUAGE sql STABLE {PATH
 $$;
 
 -- The daemon redacts before it writes; this is the second line, for errors written by others.
-CREATE FUNCTION dispatch.redact(p_text text) RETURNS text LANGUAGE sql IMMUTABLE {PATH} AS $$
+CREATE FUNCTION dispatch.redact(p_text text) RETURNS text LANGUAGE sql IMMUTABLE STRICT {PATH} AS $$
     SELECT left(regexp_replace(regexp_replace(p_text,
                '\m(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{{8,}}', '\1\2[redacted]', 'gi'),
                '\m(access_token|refresh_token|client_secret|password)(["'']?\s*[:=]\s*["'']?)[^"''&\s,}}]+', '\1\2[redacted]', 'gi'),
@@ -132,7 +132,8 @@ BEGIN
     VALUES (NEW.id, v_event, NEW.status, CASE WHEN NEW.status = 'running' THEN NEW.attempts ELSE OLD.attempts END, v_worker,
             CASE WHEN v_manual OR v_expired THEN dispatch.current_actor() ELSE nullif(current_setting('dispatch.actor', true), '') END,
             CASE WHEN v_manual THEN dispatch.current_reason() END,
-            v_class, dispatch.redact(v_message), jsonb_strip_nulls(v_details));
+            v_class, CASE WHEN v_message IS NOT NULL THEN dispatch.redact(v_message) END,
+            CASE WHEN v_event = 'claimed' THEN v_details ELSE jsonb_strip_nulls(v_details) END);
     RETURN NULL;
 END $$;
 -- UPDATE OF: statements that set neither column (lease renewals) never even test the WHEN.
