@@ -389,3 +389,184 @@ SELECT result->>'cursor' FROM dispatch.idempotency_keys
  WHERE integration_id = %(integration_id)s::text AND kind = %(kind)s::text AND state = 'succeeded'
    AND result ? 'cursor'
  ORDER BY updated_at DESC LIMIT 1;
+
+-- ---------------------------------------------------------------- the operator's day (migration 0007)
+
+-- name: cli_set_actor
+-- Who is acting and why, for the jobs triggers (job_events) and operator_actions: local to
+-- the caller's transaction, so it never leaks to the next statement on a pooled connection.
+SELECT set_config('dispatch.actor', %(actor)s::text, true),
+       set_config('dispatch.reason', coalesce(%(reason)s::text, ''), true);
+
+-- name: job_events
+-- One job's history, oldest first (jobs show; GET /jobs/{id}).
+SELECT id, at, event, status::text AS status, attempt, worker_id, actor, reason, error_class, message, details
+  FROM dispatch.job_timeline(%(id)s::bigint);
+
+-- name: job_events_json
+-- The same history as one JSON array (for an API response built in one round trip).
+SELECT dispatch.job_events_json(%(id)s::bigint) AS events;
+
+-- name: cli_jobs_select
+-- The rows a bulk action would touch: the same filters for --dry-run and for the real run
+-- (which re-reads them in its own transaction). --since/--until compare scheduled_for.
+SELECT id, integration_id, kind, status::text AS status, attempts, max_attempts, schedule_id,
+       scheduled_for, finished_at, worker_id, last_error
+  FROM dispatch.jobs
+ WHERE status = ANY(%(statuses)s::dispatch.job_status[])
+   AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
+   AND (%(integration_id)s::text IS NULL OR integration_id = %(integration_id)s::text)
+   AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)
+   AND (%(since)s::timestamptz IS NULL OR scheduled_for >= %(since)s::timestamptz)
+   AND (%(until)s::timestamptz IS NULL OR scheduled_for < %(until)s::timestamptz)
+   AND (%(schedule_id)s::bigint IS NULL OR schedule_id = %(schedule_id)s::bigint)
+ ORDER BY id;
+
+-- name: cli_jobs_retry_many
+-- Failed or cancelled jobs back to the queue with a fresh attempt budget. The previous run
+-- (status, attempts, started_at, finished_at, worker, error) goes into its 'retried' event
+-- (jobs_record_transition). A stale cancel request is cleared, or the next attempt would be
+-- refused its write.
+UPDATE dispatch.jobs
+   SET status = 'queued', run_after = clock_timestamp(), attempts = 0, started_at = NULL, finished_at = NULL,
+       worker_id = NULL, lease_expires_at = NULL, cancel_requested_at = NULL
+ WHERE id = ANY(%(ids)s::bigint[]) AND status IN ('failed', 'cancelled')
+RETURNING id, status::text AS status, run_after;
+
+-- name: cli_jobs_cancel_many
+-- Queued jobs are cancelled at once; running ones are asked (their worker stops at the
+-- vendor boundary and records the outcome).
+WITH target AS (
+    SELECT id, status FROM dispatch.jobs
+     WHERE id = ANY(%(ids)s::bigint[]) AND status IN ('queued', 'running')
+     ORDER BY id
+       FOR UPDATE
+)
+UPDATE dispatch.jobs j
+   SET status = CASE WHEN t.status = 'queued' THEN 'cancelled'::dispatch.job_status ELSE j.status END,
+       finished_at = CASE WHEN t.status = 'queued' THEN clock_timestamp() ELSE j.finished_at END,
+       cancel_requested_at = coalesce(j.cancel_requested_at, clock_timestamp())
+  FROM target t
+ WHERE j.id = t.id
+RETURNING j.id, t.status::text AS was, j.status::text AS status, j.worker_id;
+
+-- name: cli_operator_action
+-- Actor and reason come from cli_set_actor (the column defaults read them).
+INSERT INTO dispatch.operator_actions (action, subject, details)
+VALUES (%(action)s::text, %(subject)s::text, %(details)s::jsonb)
+RETURNING id, at, actor, reason;
+
+-- name: cli_schedule_full
+SELECT id, integration_id, kind, cron, timezone, enabled, period, payload, priority, max_attempts, catch_up,
+       catch_up_window::text AS catch_up_window, next_slot, last_slot, period_end
+  FROM dispatch.schedules WHERE id = %(id)s::bigint;
+
+-- name: cli_schedule_set_enabled
+UPDATE dispatch.schedules SET enabled = %(enabled)s::boolean
+ WHERE id = %(id)s::bigint
+RETURNING id, integration_id, kind, enabled, next_slot, catch_up, catch_up_window::text AS catch_up_window;
+
+-- name: cli_schedule_edit
+-- Only the options given change; a new cron or zone recomputes next_slot (schedules_before_write).
+UPDATE dispatch.schedules
+   SET cron = coalesce(%(cron)s::text, cron),
+       timezone = coalesce(%(timezone)s::text, timezone),
+       payload = coalesce(%(payload)s::jsonb, payload),
+       catch_up = coalesce(%(catch_up)s::text, catch_up),
+       catch_up_window = coalesce(%(catch_up_window)s::interval, catch_up_window),
+       period = coalesce(%(period)s::text, period),
+       priority = coalesce(%(priority)s::smallint, priority),
+       max_attempts = coalesce(%(max_attempts)s::integer, max_attempts)
+ WHERE id = %(id)s::bigint
+RETURNING id, integration_id, kind, cron, timezone, enabled, period, payload, priority, max_attempts, catch_up,
+          catch_up_window::text AS catch_up_window, next_slot, last_slot, period_end;
+
+-- name: cli_schedule_delete
+-- Its jobs stay (schedule_id becomes NULL); the ledger keeps its periods' keys.
+DELETE FROM dispatch.schedules WHERE id = %(id)s::bigint RETURNING id, integration_id, kind;
+
+-- name: cli_schedule_latest_slot
+-- The last slot at or before now: the period `schedules trigger` runs.
+SELECT dispatch.cron_prev(cron_spec, timezone, now() + interval '1 microsecond') AS slot
+  FROM dispatch.schedules WHERE id = %(id)s::bigint;
+
+-- name: cli_schedule_periods
+-- What a backfill of [from, to] would do: each period, its key, and the job that already has it.
+SELECT p.slot, p.period_start, p.period_end, p.period_label, p.key, k.job_id, j.status::text AS job_status,
+       k.state AS key_state
+  FROM dispatch.schedule_periods(%(id)s::bigint, %(from)s::timestamptz, %(to)s::timestamptz) p
+  LEFT JOIN dispatch.idempotency_keys k ON k.key = p.key
+  LEFT JOIN dispatch.jobs j ON j.id = k.job_id
+ ORDER BY p.slot;
+
+-- name: cli_schedule_backfill
+-- Reserve each period's key exactly as the tick does (ON CONFLICT DO NOTHING on the ledger's
+-- primary key: whoever comes first, tick or backfill, makes the period's one job), then
+-- insert jobs for the keys this statement reserved, with the tick's payload, source 'backfill'.
+WITH plan AS (
+    SELECT p.*, s.integration_id, s.kind, s.payload, s.priority, s.max_attempts, s.period, s.timezone, s.id AS schedule_id
+      FROM dispatch.schedule_periods(%(id)s::bigint, %(from)s::timestamptz, %(to)s::timestamptz) p
+     CROSS JOIN dispatch.schedules s
+     WHERE s.id = %(id)s::bigint
+), reserved AS (
+    INSERT INTO dispatch.idempotency_keys (key, integration_id, kind, slot)
+    SELECT p.key, p.integration_id, p.kind, p.slot FROM plan p
+    ON CONFLICT (key) DO NOTHING
+    RETURNING key
+)
+INSERT INTO dispatch.jobs (integration_id, kind, payload, priority, max_attempts, scheduled_for,
+                           run_after, idempotency_key, source, schedule_id)
+SELECT p.integration_id, p.kind,
+       p.payload || jsonb_build_object('slot', dispatch.slot_iso(p.slot), 'period', p.period,
+                                       'period_label', p.period_label,
+                                       'period_start', dispatch.slot_iso(p.period_start),
+                                       'period_end', dispatch.slot_iso(p.period_end),
+                                       'timezone', p.timezone, 'schedule_id', p.schedule_id),
+       p.priority, coalesce(p.max_attempts, 5), p.slot, p.slot, p.key, 'backfill', p.schedule_id
+  FROM plan p JOIN reserved r ON r.key = p.key
+ ORDER BY p.slot
+RETURNING id, idempotency_key AS key, scheduled_for AS slot;
+
+-- name: cli_integration_pause
+-- A pause is a disable with a reason: claims skip it, its jobs (and its schedules' new slots) wait.
+UPDATE dispatch.integrations
+   SET enabled = false, paused_at = now(), paused_by = dispatch.current_actor(), pause_reason = %(reason)s::text
+ WHERE id = %(id)s::text
+RETURNING id, paused_at, paused_by, pause_reason;
+
+-- name: cli_integration_resume
+UPDATE dispatch.integrations i
+   SET enabled = true, paused_at = NULL, paused_by = NULL, pause_reason = NULL
+  FROM (SELECT id, paused_at, pause_reason FROM dispatch.integrations WHERE id = %(id)s::text FOR UPDATE) o
+ WHERE i.id = o.id
+RETURNING i.id, o.paused_at AS was_paused_at, o.pause_reason AS was_pause_reason,
+          (SELECT count(*) FROM dispatch.jobs j WHERE j.integration_id = i.id AND j.status = 'queued') AS queued;
+
+-- name: cli_integration_set_enabled_ops
+-- enable clears a pause too: the integration runs again, whichever verb said so.
+UPDATE dispatch.integrations
+   SET enabled = %(enabled)s::boolean,
+       paused_at = CASE WHEN %(enabled)s::boolean THEN NULL ELSE paused_at END,
+       paused_by = CASE WHEN %(enabled)s::boolean THEN NULL ELSE paused_by END,
+       pause_reason = CASE WHEN %(enabled)s::boolean THEN NULL ELSE pause_reason END
+ WHERE id = %(id)s::text
+RETURNING id, enabled;
+
+-- name: cli_integrations_list_ops
+SELECT id, adapter, enabled, max_concurrency, coalesce(health_mode, 'adapter default') AS health_mode,
+       health_status, circuit, secret_name, config, created_at, paused_at, paused_by, pause_reason
+  FROM dispatch.integrations
+ ORDER BY id;
+
+-- name: cli_health_integrations_ops
+SELECT integration_id, adapter, enabled, health_mode, health_status, circuit, queued, running,
+       health_failures, health_latency_ms, health_checked_at, health_error, paused_at, paused_by, pause_reason
+  FROM dispatch.integration_health
+ ORDER BY integration_id;
+
+-- name: cli_cron_check
+-- Validates an expression and zone, raising a message that names the bad field.
+SELECT dispatch.cron_check(%(cron)s::text, %(timezone)s::text) IS NOT NULL AS ok;
+
+-- name: cli_now
+SELECT now() AS now;

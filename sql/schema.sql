@@ -773,6 +773,37 @@ END $$;
 
 
 --
+-- Name: current_actor(); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.current_actor() RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+    SELECT coalesce(nullif(current_setting('dispatch.actor', true), ''), 'db:' || session_user)
+$$;
+
+
+--
+-- Name: FUNCTION current_actor(); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.current_actor() IS 'SET LOCAL dispatch.actor (CLI: the OS user; API: jwt:<sub>), else db:<role>';
+
+
+--
+-- Name: current_reason(); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.current_reason() RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+    SELECT nullif(current_setting('dispatch.reason', true), '')
+$$;
+
+
+--
 -- Name: enqueue(text, text, jsonb, timestamp with time zone, text, smallint, integer, timestamp with time zone); Type: FUNCTION; Schema: dispatch; Owner: -
 --
 
@@ -895,6 +926,94 @@ $$;
 
 
 --
+-- Name: job_events_append_only(); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.job_events_append_only() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' OR pg_trigger_depth() < 2 THEN
+        RAISE EXCEPTION 'dispatch.job_events is append-only (% refused)', TG_OP
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'history leaves only with its job: dispatch.prune_jobs() or DELETE FROM dispatch.jobs';
+    END IF;
+    RETURN NULL;
+END $$;
+
+
+--
+-- Name: job_events_json(bigint); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.job_events_json(p_job_id bigint) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+    SELECT coalesce(jsonb_agg(to_jsonb(e) - 'job_id' ORDER BY e.id), '[]') FROM dispatch.job_events e WHERE e.job_id = p_job_id
+$$;
+
+
+--
+-- Name: FUNCTION job_events_json(p_job_id bigint); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.job_events_json(p_job_id bigint) IS 'the history of one job as a JSON array, oldest first (for GET /jobs/{id})';
+
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: job_events; Type: TABLE; Schema: dispatch; Owner: -
+--
+
+CREATE TABLE dispatch.job_events (
+    id bigint NOT NULL,
+    job_id bigint NOT NULL,
+    at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    event text NOT NULL,
+    status dispatch.job_status,
+    attempt integer,
+    worker_id text,
+    actor text,
+    reason text,
+    error_class text,
+    message text,
+    details jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT job_events_event CHECK ((event = ANY (ARRAY['enqueued'::text, 'claimed'::text, 'attempt_failed'::text, 'parked'::text, 'rescued'::text, 'cancel_requested'::text, 'cancelled'::text, 'retried'::text, 'succeeded'::text, 'failed'::text])))
+);
+
+
+--
+-- Name: TABLE job_events; Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON TABLE dispatch.job_events IS 'append-only history of every job; deleted only with its job (retention)';
+
+
+--
+-- Name: job_timeline(bigint); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.job_timeline(p_job_id bigint) RETURNS SETOF dispatch.job_events
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+    SELECT * FROM dispatch.job_events WHERE job_id = p_job_id ORDER BY id
+$$;
+
+
+--
+-- Name: FUNCTION job_timeline(p_job_id bigint); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.job_timeline(p_job_id bigint) IS 'the history of one job, oldest first';
+
+
+--
 -- Name: jobs_before_insert(); Type: FUNCTION; Schema: dispatch; Owner: -
 --
 
@@ -923,6 +1042,20 @@ BEGIN
     -- Receivers deduplicate on the key, so every job carries one.
     NEW.idempotency_key := coalesce(NEW.idempotency_key, 'job:' || NEW.id);
     RETURN NEW;
+END $$;
+
+
+--
+-- Name: jobs_forget_events(); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.jobs_forget_events() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+BEGIN
+    DELETE FROM dispatch.job_events e USING old_rows o WHERE e.job_id = o.id;
+    RETURN NULL;
 END $$;
 
 
@@ -970,6 +1103,102 @@ END $$;
 
 
 --
+-- Name: jobs_record_enqueued(); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.jobs_record_enqueued() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+BEGIN
+    INSERT INTO dispatch.job_events (job_id, event, status, attempt, actor, reason, details)
+    SELECT n.id, 'enqueued', n.status, n.attempts,
+           CASE WHEN n.source = 'cron' THEN coalesce(nullif(current_setting('dispatch.actor', true), ''), 'scheduler')
+                ELSE dispatch.current_actor() END,
+           dispatch.current_reason(),
+           jsonb_strip_nulls(jsonb_build_object('source', n.source, 'scheduled_for', n.scheduled_for, 'run_after', n.run_after,
+                                                'idempotency_key', n.idempotency_key, 'schedule_id', n.schedule_id))
+      FROM new_rows n ORDER BY n.id;
+    RETURN NULL;
+END $$;
+
+
+--
+-- Name: jobs_record_transition(); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.jobs_record_transition() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+DECLARE
+    v_event text;
+    v_class text;
+    v_manual boolean := false;
+    v_worker text := OLD.worker_id;
+    v_details jsonb := '{}';
+    v_message text;
+    v_expired boolean := OLD.status = 'running' AND OLD.lease_expires_at < clock_timestamp();
+BEGIN
+    IF OLD.status = NEW.status THEN
+        IF OLD.cancel_requested_at IS NOT NULL OR NEW.cancel_requested_at IS NULL THEN
+            RETURN NULL;
+        END IF;
+        v_event := 'cancel_requested'; v_manual := true;
+    ELSIF NEW.status = 'running' THEN
+        v_event := 'claimed'; v_worker := NEW.worker_id;
+        v_details := jsonb_build_object('lease_expires_at', NEW.lease_expires_at,
+                                        'drift_seconds', round(extract(epoch FROM NEW.started_at - NEW.scheduled_for)::numeric, 3));
+    ELSIF OLD.status = 'running' THEN
+        v_message := NEW.last_error;
+        v_details := jsonb_build_object('started_at', OLD.started_at,
+                                        'seconds', round(extract(epoch FROM clock_timestamp() - OLD.started_at)::numeric, 3));
+        IF NEW.status = 'succeeded' THEN
+            v_event := 'succeeded'; v_message := NULL;
+        ELSIF NEW.status = 'cancelled' THEN
+            v_event := 'cancelled'; v_class := 'cancelled';
+        ELSIF NEW.status = 'failed' THEN
+            v_event := 'failed';
+            v_class := CASE WHEN v_expired THEN 'lease_expired'
+                            WHEN NEW.attempts >= NEW.max_attempts THEN 'attempts_exhausted' ELSE 'permanent' END;
+        ELSIF v_expired THEN
+            v_event := 'rescued'; v_class := 'lease_expired';
+        ELSIF NEW.attempts < OLD.attempts THEN   -- the attempt was given back: circuit open, shutdown, vendor wait
+            v_event := 'parked'; v_class := 'parked';
+            v_details := v_details || jsonb_build_object('run_after', NEW.run_after);
+        ELSE
+            v_event := 'attempt_failed'; v_class := 'retryable';
+            v_details := v_details || jsonb_build_object('retry_at', NEW.run_after);
+        END IF;
+        IF v_expired THEN
+            v_details := v_details || jsonb_build_object('lease_expired_at', OLD.lease_expires_at);
+        END IF;
+    ELSIF NEW.status = 'queued' THEN
+        -- A finished job put back in the queue: its previous run stays on record here.
+        v_event := 'retried'; v_manual := true; v_worker := NULL;
+        v_details := jsonb_build_object('previous', jsonb_build_object(
+            'status', OLD.status, 'attempts', OLD.attempts, 'started_at', OLD.started_at,
+            'finished_at', OLD.finished_at, 'worker_id', OLD.worker_id, 'last_error', dispatch.redact(OLD.last_error)));
+    ELSE
+        -- queued -> cancelled (an operator), or any hand-written change of state.
+        v_event := NEW.status::text; v_manual := true; v_message := NEW.last_error;
+        v_class := CASE WHEN NEW.status = 'cancelled' THEN 'cancelled' END;
+    END IF;
+    IF v_message IS NOT NULL THEN
+        v_details := v_details || coalesce(jsonb_build_object('exception',
+            (regexp_match(v_message, '^(unexpected )?([A-Z][A-Za-z0-9_]*(Error|Exception|Timeout))\M'))[2]), '{}');
+    END IF;
+    INSERT INTO dispatch.job_events (job_id, event, status, attempt, worker_id, actor, reason, error_class, message, details)
+    VALUES (NEW.id, v_event, NEW.status, CASE WHEN NEW.status = 'running' THEN NEW.attempts ELSE OLD.attempts END, v_worker,
+            CASE WHEN v_manual OR v_expired THEN dispatch.current_actor() ELSE nullif(current_setting('dispatch.actor', true), '') END,
+            CASE WHEN v_manual THEN dispatch.current_reason() END,
+            v_class, CASE WHEN v_message IS NOT NULL THEN dispatch.redact(v_message) END,
+            CASE WHEN v_event = 'claimed' THEN v_details ELSE jsonb_strip_nulls(v_details) END);
+    RETURN NULL;
+END $$;
+
+
+--
 -- Name: jobs_terminal(); Type: FUNCTION; Schema: dispatch; Owner: -
 --
 
@@ -995,10 +1224,6 @@ BEGIN
     RETURN NULL;
 END $$;
 
-
-SET default_tablespace = '';
-
-SET default_table_access_method = heap;
 
 --
 -- Name: tick_runs; Type: TABLE; Schema: dispatch; Owner: -
@@ -1144,6 +1369,21 @@ COMMENT ON FUNCTION dispatch.raise_alert(p_kind text, p_subject text, p_message 
 
 
 --
+-- Name: redact(text); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.redact(p_text text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+    SELECT left(regexp_replace(regexp_replace(p_text,
+               '\m(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{8,}', '\1\2[redacted]', 'gi'),
+               '\m(access_token|refresh_token|client_secret|password)(["'']?\s*[:=]\s*["'']?)[^"''&\s,}]+', '\1\2[redacted]', 'gi'),
+               2000)
+$$;
+
+
+--
 -- Name: rescue_expired_leases(); Type: FUNCTION; Schema: dispatch; Owner: -
 --
 
@@ -1217,6 +1457,33 @@ BEGIN
     slot := s; period_start := v_prev; is_next := true;
     RETURN NEXT;
 END $$;
+
+
+--
+-- Name: schedule_periods(bigint, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.schedule_periods(p_schedule_id bigint, p_from timestamp with time zone, p_to timestamp with time zone) RETURNS TABLE(slot timestamp with time zone, period_start timestamp with time zone, period_end timestamp with time zone, period_label text, key text)
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+    SELECT DISTINCT ON (p.period_end) p.slot,
+           dispatch.period_natural_start(s.period, s.timezone, p.slot, dispatch.cron_prev(s.cron_spec, s.timezone, p.slot)),
+           p.period_end, dispatch.period_label(s.period, s.timezone, p.period_end),
+           dispatch.slot_key(s.integration_id, s.kind, p.period_end)
+      FROM dispatch.schedules s
+     CROSS JOIN LATERAL dispatch.cron_slots(s.cron, s.timezone, p_from - interval '1 microsecond', p_to) AS x(slot)
+     CROSS JOIN LATERAL (SELECT x.slot, dispatch.period_end_for(s.period, s.timezone, x.slot) AS period_end) p
+     WHERE s.id = p_schedule_id
+     ORDER BY p.period_end, p.slot
+$$;
+
+
+--
+-- Name: FUNCTION schedule_periods(p_schedule_id bigint, p_from timestamp with time zone, p_to timestamp with time zone); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.schedule_periods(p_schedule_id bigint, p_from timestamp with time zone, p_to timestamp with time zone) IS 'the periods closed by a schedule''s slots in [p_from, p_to], with the keys the tick would give them';
 
 
 --
@@ -1816,6 +2083,9 @@ CREATE TABLE dispatch.integrations (
     health_error text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    paused_at timestamp with time zone,
+    paused_by text,
+    pause_reason text,
     CONSTRAINT integrations_adapter_set CHECK ((adapter <> ''::text)),
     CONSTRAINT integrations_circuit CHECK ((circuit = ANY (ARRAY['closed'::text, 'open'::text, 'half_open'::text]))),
     CONSTRAINT integrations_config_object CHECK ((jsonb_typeof(config) = 'object'::text)),
@@ -1841,6 +2111,13 @@ COMMENT ON COLUMN dispatch.integrations.health_mode IS 'NULL = the adapter''s de
 
 
 --
+-- Name: COLUMN integrations.paused_at; Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON COLUMN dispatch.integrations.paused_at IS 'set by `integrations pause` (with enabled = false): its jobs wait until resumed';
+
+
+--
 -- Name: integration_health; Type: VIEW; Schema: dispatch; Owner: -
 --
 
@@ -1861,7 +2138,10 @@ CREATE VIEW dispatch.integration_health AS
           WHERE ((j.integration_id = i.id) AND (j.status = 'queued'::dispatch.job_status))) AS queued,
     ( SELECT count(*) AS count
            FROM dispatch.jobs j
-          WHERE ((j.integration_id = i.id) AND (j.status = 'running'::dispatch.job_status))) AS running
+          WHERE ((j.integration_id = i.id) AND (j.status = 'running'::dispatch.job_status))) AS running,
+    i.paused_at,
+    i.paused_by,
+    i.pause_reason
    FROM dispatch.integrations i;
 
 
@@ -1893,6 +2173,20 @@ CREATE VIEW dispatch.job_drift AS
 --
 
 COMMENT ON VIEW dispatch.job_drift IS 'drift = started_at - scheduled_for, per job';
+
+
+--
+-- Name: job_events_id_seq; Type: SEQUENCE; Schema: dispatch; Owner: -
+--
+
+ALTER TABLE dispatch.job_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME dispatch.job_events_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
 
 
 --
@@ -1928,6 +2222,42 @@ CREATE VIEW dispatch.open_alerts AS
     alerts.notified_at
    FROM dispatch.alerts
   WHERE (alerts.resolved_at IS NULL);
+
+
+--
+-- Name: operator_actions; Type: TABLE; Schema: dispatch; Owner: -
+--
+
+CREATE TABLE dispatch.operator_actions (
+    id bigint NOT NULL,
+    at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    actor text DEFAULT dispatch.current_actor() NOT NULL,
+    action text NOT NULL,
+    subject text NOT NULL,
+    reason text DEFAULT dispatch.current_reason(),
+    details jsonb DEFAULT '{}'::jsonb NOT NULL
+);
+
+
+--
+-- Name: TABLE operator_actions; Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON TABLE dispatch.operator_actions IS 'schedule and integration actions taken by operators (job actions are in job_events)';
+
+
+--
+-- Name: operator_actions_id_seq; Type: SEQUENCE; Schema: dispatch; Owner: -
+--
+
+ALTER TABLE dispatch.operator_actions ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME dispatch.operator_actions_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
 
 
 --
@@ -2187,11 +2517,27 @@ ALTER TABLE ONLY dispatch.integrations
 
 
 --
+-- Name: job_events job_events_pkey; Type: CONSTRAINT; Schema: dispatch; Owner: -
+--
+
+ALTER TABLE ONLY dispatch.job_events
+    ADD CONSTRAINT job_events_pkey PRIMARY KEY (id);
+
+
+--
 -- Name: jobs jobs_pkey; Type: CONSTRAINT; Schema: dispatch; Owner: -
 --
 
 ALTER TABLE ONLY dispatch.jobs
     ADD CONSTRAINT jobs_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: operator_actions operator_actions_pkey; Type: CONSTRAINT; Schema: dispatch; Owner: -
+--
+
+ALTER TABLE ONLY dispatch.operator_actions
+    ADD CONSTRAINT operator_actions_pkey PRIMARY KEY (id);
 
 
 --
@@ -2293,6 +2639,13 @@ CREATE INDEX idempotency_keys_period_idx ON dispatch.idempotency_keys USING btre
 
 
 --
+-- Name: job_events_job_idx; Type: INDEX; Schema: dispatch; Owner: -
+--
+
+CREATE INDEX job_events_job_idx ON dispatch.job_events USING btree (job_id, id);
+
+
+--
 -- Name: jobs_claim_idx; Type: INDEX; Schema: dispatch; Owner: -
 --
 
@@ -2342,6 +2695,13 @@ CREATE INDEX jobs_started_idx ON dispatch.jobs USING btree (started_at) WHERE (s
 
 
 --
+-- Name: operator_actions_subject_idx; Type: INDEX; Schema: dispatch; Owner: -
+--
+
+CREATE INDEX operator_actions_subject_idx ON dispatch.operator_actions USING btree (subject, id);
+
+
+--
 -- Name: schedules_due_idx; Type: INDEX; Schema: dispatch; Owner: -
 --
 
@@ -2384,10 +2744,24 @@ CREATE TRIGGER integrations_touch BEFORE UPDATE ON dispatch.integrations FOR EAC
 
 
 --
+-- Name: job_events job_events_append_only; Type: TRIGGER; Schema: dispatch; Owner: -
+--
+
+CREATE TRIGGER job_events_append_only BEFORE DELETE OR UPDATE ON dispatch.job_events FOR EACH STATEMENT EXECUTE FUNCTION dispatch.job_events_append_only();
+
+
+--
 -- Name: jobs jobs_before_insert; Type: TRIGGER; Schema: dispatch; Owner: -
 --
 
 CREATE TRIGGER jobs_before_insert BEFORE INSERT ON dispatch.jobs FOR EACH ROW EXECUTE FUNCTION dispatch.jobs_before_insert();
+
+
+--
+-- Name: jobs jobs_forget_events; Type: TRIGGER; Schema: dispatch; Owner: -
+--
+
+CREATE TRIGGER jobs_forget_events AFTER DELETE ON dispatch.jobs REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION dispatch.jobs_forget_events();
 
 
 --
@@ -2402,6 +2776,20 @@ CREATE TRIGGER jobs_ledger_insert AFTER INSERT ON dispatch.jobs REFERENCING NEW 
 --
 
 CREATE TRIGGER jobs_notify AFTER INSERT ON dispatch.jobs FOR EACH STATEMENT EXECUTE FUNCTION dispatch.jobs_notify();
+
+
+--
+-- Name: jobs jobs_record_enqueued; Type: TRIGGER; Schema: dispatch; Owner: -
+--
+
+CREATE TRIGGER jobs_record_enqueued AFTER INSERT ON dispatch.jobs REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION dispatch.jobs_record_enqueued();
+
+
+--
+-- Name: jobs jobs_record_transition; Type: TRIGGER; Schema: dispatch; Owner: -
+--
+
+CREATE TRIGGER jobs_record_transition AFTER UPDATE OF status, cancel_requested_at ON dispatch.jobs FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) OR (old.cancel_requested_at IS DISTINCT FROM new.cancel_requested_at))) EXECUTE FUNCTION dispatch.jobs_record_transition();
 
 
 --
@@ -2511,6 +2899,20 @@ GRANT ALL ON FUNCTION dispatch.confirm_write(p_job_id bigint, p_reference text, 
 
 
 --
+-- Name: FUNCTION current_actor(); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.current_actor() TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION current_reason(); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.current_reason() TO dispatch_worker;
+
+
+--
 -- Name: FUNCTION enqueue(integration_id text, kind text, payload jsonb, scheduled_for timestamp with time zone, idempotency_key text, priority smallint, max_attempts integer, run_after timestamp with time zone); Type: ACL; Schema: dispatch; Owner: -
 --
 
@@ -2541,10 +2943,45 @@ GRANT ALL ON FUNCTION dispatch.is_schedule_key(p_integration_id text, p_kind tex
 
 
 --
+-- Name: FUNCTION job_events_append_only(); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.job_events_append_only() TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION job_events_json(p_job_id bigint); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.job_events_json(p_job_id bigint) TO dispatch_worker;
+
+
+--
+-- Name: TABLE job_events; Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT SELECT,INSERT ON TABLE dispatch.job_events TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION job_timeline(p_job_id bigint); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.job_timeline(p_job_id bigint) TO dispatch_worker;
+
+
+--
 -- Name: FUNCTION jobs_before_insert(); Type: ACL; Schema: dispatch; Owner: -
 --
 
 GRANT ALL ON FUNCTION dispatch.jobs_before_insert() TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION jobs_forget_events(); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.jobs_forget_events() TO dispatch_worker;
 
 
 --
@@ -2559,6 +2996,20 @@ GRANT ALL ON FUNCTION dispatch.jobs_ledger_insert() TO dispatch_worker;
 --
 
 GRANT ALL ON FUNCTION dispatch.jobs_notify() TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION jobs_record_enqueued(); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.jobs_record_enqueued() TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION jobs_record_transition(); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.jobs_record_transition() TO dispatch_worker;
 
 
 --
@@ -2611,6 +3062,13 @@ GRANT ALL ON FUNCTION dispatch.raise_alert(p_kind text, p_subject text, p_messag
 
 
 --
+-- Name: FUNCTION redact(p_text text); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.redact(p_text text) TO dispatch_worker;
+
+
+--
 -- Name: FUNCTION rescue_expired_leases(); Type: ACL; Schema: dispatch; Owner: -
 --
 
@@ -2622,6 +3080,13 @@ GRANT ALL ON FUNCTION dispatch.rescue_expired_leases() TO dispatch_worker;
 --
 
 GRANT ALL ON FUNCTION dispatch.resolve_alert(p_kind text, p_subject text) TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION schedule_periods(p_schedule_id bigint, p_from timestamp with time zone, p_to timestamp with time zone); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.schedule_periods(p_schedule_id bigint, p_from timestamp with time zone, p_to timestamp with time zone) TO dispatch_worker;
 
 
 --
@@ -2809,6 +3274,13 @@ GRANT SELECT ON TABLE dispatch.job_drift TO dispatch_worker;
 
 
 --
+-- Name: SEQUENCE job_events_id_seq; Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT USAGE ON SEQUENCE dispatch.job_events_id_seq TO dispatch_worker;
+
+
+--
 -- Name: SEQUENCE jobs_id_seq; Type: ACL; Schema: dispatch; Owner: -
 --
 
@@ -2820,6 +3292,20 @@ GRANT USAGE ON SEQUENCE dispatch.jobs_id_seq TO dispatch_worker;
 --
 
 GRANT SELECT ON TABLE dispatch.open_alerts TO dispatch_worker;
+
+
+--
+-- Name: TABLE operator_actions; Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT SELECT ON TABLE dispatch.operator_actions TO dispatch_worker;
+
+
+--
+-- Name: SEQUENCE operator_actions_id_seq; Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT USAGE ON SEQUENCE dispatch.operator_actions_id_seq TO dispatch_worker;
 
 
 --

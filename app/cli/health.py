@@ -11,7 +11,7 @@ from app.cli.output import print_json, print_record, print_table
 
 def cmd_health(args: argparse.Namespace) -> int:
     with connect(args) as conn:
-        integrations = fetch_all(conn, "cli_health_integrations")
+        integrations = fetch_all(conn, "cli_health_integrations_ops")
         workers = fetch_all(conn, "cli_health_workers")
         last_tick = fetch_one(conn, "cli_health_last_tick")
     if args.json:
@@ -21,6 +21,10 @@ def cmd_health(args: argparse.Namespace) -> int:
     print_table(integrations, ["integration_id", "adapter", "enabled", "health_mode", "health_status",
                                          "circuit", "queued", "running", "health_failures", "health_checked_at",
                                          "health_error"], empty="  (none)")
+    paused = [i for i in integrations if i["paused_at"] is not None]
+    if paused:
+        print("\npaused")
+        print_table(paused, ["integration_id", "paused_at", "paused_by", "pause_reason", "queued"])
     print("\nworkers")
     print_table(workers, ["id", "host", "pid", "version", "concurrency", "heartbeat_age_s",
                                     "cold_start_ms", "stopped_at"], empty="  (none: no daemon has run here)")

@@ -1,4 +1,4 @@
-"""Operator commands for integrations: `integrations add | list | enable | disable`."""
+"""Operator commands for integrations: `integrations add | list | enable | disable | pause | resume`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from app.cli import operator
 from app.cli.context import (
     CommandError,
     NotFound,
@@ -52,22 +53,46 @@ def _check_adapter(name: str, config: dict[str, Any]) -> None:
 
 def cmd_integrations_list(args: argparse.Namespace) -> int:
     with connect(args) as conn:
-        rows = fetch_all(conn, "cli_integrations_list")
+        rows = fetch_all(conn, "cli_integrations_list_ops")
     if args.json:
         print_json(rows)
     else:
         print_table(rows, ["id", "adapter", "enabled", "max_concurrency", "health_mode", "health_status",
-                           "circuit", "secret_name", "config"], empty="no integrations yet: "
-                    "add one with `integration-dispatch integrations add ID --adapter NAME`")
+                           "circuit", "paused_by", "pause_reason", "secret_name", "config"],
+                    empty="no integrations yet: add one with `integration-dispatch integrations add ID --adapter NAME`")
     return 0
 
 def cmd_integrations_enable(args: argparse.Namespace) -> int:
     enabled = args.action == "enable"
-    with connect(args) as conn:
-        row = fetch_one(conn, "cli_integration_set_enabled", id=args.id, enabled=enabled)
-    if row is None:
-        raise NotFound(f'unknown integration "{args.id}": list them with `integration-dispatch integrations list`')
+    with connect(args) as conn, conn.transaction():
+        operator.act(conn, None)
+        row = fetch_one(conn, "cli_integration_set_enabled_ops", id=args.id, enabled=enabled)
+        if row is None:
+            raise NotFound(f'unknown integration "{args.id}": list them with `integration-dispatch integrations list`')
+        operator.record(conn, f"integration.{args.action}", f"integration:{args.id}")
     print(f"integration {args.id} {'enabled' if enabled else 'disabled: its queued jobs wait'}")
+    return 0
+
+
+def cmd_integrations_pause(args: argparse.Namespace) -> int:
+    """A disable with a reason (vendor maintenance, a bad export under investigation), shown in `health`."""
+    with connect(args) as conn, conn.transaction():
+        operator.act(conn, args.reason)
+        if args.action == "pause":
+            row = fetch_one(conn, "cli_integration_pause", id=args.id, reason=args.reason)
+        else:
+            row = fetch_one(conn, "cli_integration_resume", id=args.id)
+        if row is None:
+            raise NotFound(f'unknown integration "{args.id}": list them with `integration-dispatch integrations list`')
+        operator.record(conn, f"integration.{args.action}", f"integration:{args.id}")
+    if args.json:
+        print_json(row)
+    elif args.action == "pause":
+        print(f"integration {args.id} paused by {row['paused_by']}: {row['pause_reason']}; its jobs (and its "
+              f"schedules' new slots) wait until `integrations resume {args.id}`")
+    else:
+        print(f"integration {args.id} resumed; {row['queued']} queued job(s) run now"
+              + (f" (it was paused: {row['was_pause_reason']})" if row["was_paused_at"] else " (it was not paused)"))
     return 0
 
 
@@ -93,3 +118,14 @@ def register(sub: Any) -> None:
         p = group.add_parser(action, help=text)
         p.add_argument("id", help="integration id")
         p.set_defaults(func=cmd_integrations_enable)
+
+    p = group.add_parser("pause", help="stop claiming its jobs, with a reason shown in `health` (they wait)")
+    p.add_argument("id", help="integration id")
+    operator.reason_option(p, required=True)
+    json_flag(p)
+    p.set_defaults(func=cmd_integrations_pause)
+    p = group.add_parser("resume", help="end a pause: its waiting jobs run")
+    p.add_argument("id", help="integration id")
+    operator.reason_option(p)
+    json_flag(p)
+    p.set_defaults(func=cmd_integrations_pause)

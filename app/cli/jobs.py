@@ -11,11 +11,16 @@ from typing import Any
 
 import psycopg
 
+from app.cli import operator
 from app.cli.context import CommandError, NotFound, Row, connect, fetch_all, fetch_one, json_arg
 from app.cli.output import LiveLine, print_json, print_record, print_table
 
 STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL = {"succeeded", "failed", "cancelled"}
+RETRYABLE = ["failed", "cancelled"]
+CANCELLABLE = ["queued", "running"]
+EVENT_COLUMNS = ["at", "event", "status", "attempt", "worker_id", "actor", "reason", "error_class", "message"]
+BULK_COLUMNS = ["id", "integration_id", "kind", "status", "attempts", "scheduled_for", "finished_at", "last_error"]
 LIST_COLUMNS = ["id", "integration_id", "kind", "status", "attempts", "scheduled_for", "started_at",
                 "drift_seconds", "last_error"]
 
@@ -35,10 +40,12 @@ def iso_instant(text: str) -> dt.datetime:
 def cmd_enqueue(args: argparse.Namespace) -> int:
     payload = json_arg(args.payload, "--payload") or {}
     with connect(args) as conn:
-        row = fetch_one(conn, "enqueue_job", integration_id=args.integration, kind=args.kind,
-                        payload=json.dumps(payload), scheduled_for=args.scheduled_for,
-                        idempotency_key=args.key, priority=args.priority, max_attempts=args.max_attempts,
-                        run_after=None, source="cli")
+        with conn.transaction():
+            operator.act(conn, None)  # the 'enqueued' event names the OS user
+            row = fetch_one(conn, "enqueue_job", integration_id=args.integration, kind=args.kind,
+                            payload=json.dumps(payload), scheduled_for=args.scheduled_for,
+                            idempotency_key=args.key, priority=args.priority, max_attempts=args.max_attempts,
+                            run_after=None, source="cli")
         assert row is not None  # a function call always returns its row
         result = {"job_id": row["job_id"], "duplicate": row["duplicate"]}
         _report(args, result, f"job {row['job_id']} " + ("already existed for this key (duplicate)"
@@ -68,43 +75,92 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 def cmd_jobs_show(args: argparse.Namespace) -> int:
     with connect(args) as conn:
         row = fetch_one(conn, "get_job", id=args.id)
+        events = fetch_all(conn, "job_events", id=args.id) if row is not None else []
     if row is None:
         raise NotFound(f"no job {args.id}: list jobs with `integration-dispatch jobs list`")
     if args.json:
-        print_json(row)
+        print_json({**row, "events": events})
     else:
         print_record(row)
+        print("\nhistory")
+        print_table(events, EVENT_COLUMNS, empty="  (none recorded)", width=70)
     return 0
 
 
+# -- retry and cancel: one job, or many through filters
 def cmd_jobs_retry(args: argparse.Namespace) -> int:
+    if _bulk(args):
+        return _bulk_action(args, "retry", RETRYABLE, "cli_jobs_retry_many", "queued again")
     with connect(args) as conn, conn.transaction():
-        row = fetch_one(conn, "cli_job_retry", id=args.id)
+        operator.act(conn, args.reason)
+        row = fetch_one(conn, "cli_jobs_retry_many", ids=[args.ids[0]])
         if row is None:
-            raise _why_not(conn, args.id, "retried", "only failed or cancelled jobs can be retried")
+            raise _why_not(conn, args.ids[0], "retried", "only failed or cancelled jobs can be retried")
         # Inside the transaction: the notification goes out at commit, when the row is visible.
         fetch_one(conn, "cli_notify_jobs")
-    _report(args, row, f"job {args.id} queued again (attempts reset, runs now)")
+    _report(args, row, f"job {row['id']} queued again (attempts reset, runs now; the previous run is in "
+                       "`jobs show`)")
     if args.wait:
         with connect(args) as conn:
-            return wait_and_report(conn, args, args.id)
+            return wait_and_report(conn, args, row["id"])
     return 0
 
 
 def cmd_jobs_cancel(args: argparse.Namespace) -> int:
+    if _bulk(args):
+        return _bulk_action(args, "cancel", CANCELLABLE, "cli_jobs_cancel_many", "cancelled or asked to stop")
+    job_id = args.ids[0]
     with connect(args) as conn:
-        row = fetch_one(conn, "cli_job_cancel", id=args.id)
-        if row is None:
-            raise _why_not(conn, args.id, "cancelled", "only queued or running jobs can be cancelled")
+        with conn.transaction():
+            operator.act(conn, args.reason)
+            row = fetch_one(conn, "cli_jobs_cancel_many", ids=[job_id])
+            if row is None:
+                raise _why_not(conn, job_id, "cancelled", "only queued or running jobs can be cancelled")
         if row["was"] != "running":
-            _report(args, row, f"job {args.id} cancelled (was {row['was']})")
+            _report(args, row, f"job {job_id} cancelled (was {row['was']})")
             return 0
         # A running job: its worker stops the adapter call at the vendor boundary (or lets a
         # write already sent finish), then records what happened.
-        _report(args, row, f"job {args.id} is running on worker {row['worker_id']}: cancel requested; its worker "
+        _report(args, row, f"job {job_id} is running on worker {row['worker_id']}: cancel requested; its worker "
                            "stops it before the next vendor write (a write already sent is let finish)")
         if args.wait:
-            return wait_and_report(conn, args, args.id)
+            return wait_and_report(conn, args, job_id)
+    return 0
+
+
+def _bulk(args: argparse.Namespace) -> bool:
+    """One id and no filter is the single-job form (with --wait); anything else is a bulk action."""
+    filters = [args.status, args.integration, args.kind, args.since, args.until, args.schedule]
+    if not args.ids and not any(f is not None for f in filters):
+        raise CommandError("say which jobs: give job ids, or filters such as --status failed --since "
+                           "2024-06-01T00:00:00Z (add --dry-run to see them first)")
+    bulk = len(args.ids) != 1 or any(f is not None for f in filters) or args.dry_run
+    if bulk and args.wait:
+        raise CommandError("--wait follows one job: give a single job id without filters")
+    return bulk
+
+
+def _bulk_action(args: argparse.Namespace, verb: str, allowed: list[str], query_name: str, done: str) -> int:
+    params = {"statuses": [args.status] if args.status else allowed, "ids": args.ids or None,
+              "integration_id": args.integration, "kind": args.kind, "since": args.since, "until": args.until,
+              "schedule_id": args.schedule}
+    with connect(args) as conn, conn.transaction():
+        rows = fetch_all(conn, "cli_jobs_select", **params)
+        if not args.dry_run:
+            operator.check_cap(len(rows), args.yes, "jobs")
+            operator.act(conn, args.reason)
+            rows = fetch_all(conn, query_name, ids=[r["id"] for r in rows]) if rows else []
+            if rows and verb == "retry":
+                fetch_one(conn, "cli_notify_jobs")
+    if args.json:
+        print_json({"action": verb, "dry_run": args.dry_run, "count": len(rows), "jobs": rows})
+        return 0
+    if args.dry_run:
+        print(f"dry run: {len(rows)} job(s) would be {done} (nothing changed)")
+        print_table(rows, BULK_COLUMNS, empty="  (no job matches)", width=50)
+    else:
+        print(f"{len(rows)} job(s) {done}" + (f" by {operator.actor()}" if rows else ""))
+        print_table(rows, list(rows[0]) if rows else ["id"], empty="  (no job matches)", width=50)
     return 0
 
 
@@ -181,14 +237,20 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_jobs_show)
 
-    p = jobs.add_parser("retry", help="put a failed or cancelled job back in the queue, attempts reset")
-    p.add_argument("id", type=int, help="job id")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    _wait_options(p)
-    p.set_defaults(func=cmd_jobs_retry)
-
-    p = jobs.add_parser("cancel", help="cancel a queued job, or ask a running job's worker to stop it")
-    p.add_argument("id", type=int, help="job id")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    _wait_options(p)
-    p.set_defaults(func=cmd_jobs_cancel)
+    for verb, text, allowed in (
+            ("retry", "put failed or cancelled jobs back in the queue (attempts reset, history kept)", RETRYABLE),
+            ("cancel", "cancel queued jobs, ask running jobs' workers to stop them", CANCELLABLE)):
+        p = jobs.add_parser(verb, help=text, description=f"{text[0].upper()}{text[1:]}. One job id (with --wait), "
+                            "several ids, or filters; --dry-run lists what would change.")
+        p.add_argument("ids", type=int, nargs="*", metavar="ID", help="job ids (or use the filters)")
+        p.add_argument("--status", choices=allowed, help=f"only jobs in this state (default: {' and '.join(allowed)})")
+        p.add_argument("--integration", help="only this integration's jobs")
+        p.add_argument("--kind", help="only jobs of this kind")
+        p.add_argument("--since", type=iso_instant, help="only jobs scheduled for this instant or later (ISO 8601)")
+        p.add_argument("--until", type=iso_instant, help="only jobs scheduled for before this instant (ISO 8601)")
+        p.add_argument("--schedule", type=int, help="only jobs of this schedule id")
+        operator.bulk_options(p, "retried" if verb == "retry" else "cancelled")
+        operator.reason_option(p)
+        p.add_argument("--json", action="store_true", help="print JSON")
+        _wait_options(p)
+        p.set_defaults(func=cmd_jobs_retry if verb == "retry" else cmd_jobs_cancel)

@@ -1,4 +1,5 @@
-"""Operator commands for schedules: `schedules add | list | next`."""
+"""Operator commands for schedules: `schedules add | list | next | preview | enable | disable | edit | delete |
+trigger | backfill`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import psycopg
 
+from app.cli import operator
 from app.cli.context import (
     CommandError,
     NotFound,
@@ -21,6 +23,7 @@ from app.cli.context import (
     json_flag,
     require_integration,
 )
+from app.cli.jobs import iso_instant
 from app.cli.output import print_json, print_table
 
 # Widened one step at a time until `schedules next` has its n slots (see cli_cron_slots).
@@ -93,6 +96,154 @@ def _slot(slot: dt.datetime, zone: zoneinfo.ZoneInfo) -> dict[str, str]:
     return {"local": slot.astimezone(zone).isoformat(), "utc": slot.astimezone(dt.UTC).isoformat()}
 
 
+def cmd_schedules_preview(args: argparse.Namespace) -> int:
+    """An unsaved expression's next slots, validated the way `schedules add` validates it."""
+    _check_timezone(args.timezone)
+    with connect(args) as conn:
+        fetch_one(conn, "cli_cron_check", cron=args.cron, timezone=args.timezone)
+        slots = next_slots(conn, {"cron": args.cron, "timezone": args.timezone}, args.n)
+    if slots is None:
+        raise CommandError("dispatch.cron_slots is not in this database: run `integration-dispatch db upgrade`")
+    if args.json:
+        print_json(slots)
+    else:
+        print_table(slots, ["local", "utc"], empty="no slot in the next 3000 days")
+    return 0
+
+
+def _schedule(conn: psycopg.Connection[Row], schedule_id: int) -> Row:
+    row = fetch_one(conn, "cli_schedule_full", id=schedule_id)
+    if row is None:
+        raise NotFound(f"no schedule {schedule_id}: list them with `integration-dispatch schedules list`")
+    return row
+
+
+def cmd_schedules_enable(args: argparse.Namespace) -> int:
+    enabled = args.action == "enable"
+    with connect(args) as conn, conn.transaction():
+        _schedule(conn, args.id)
+        operator.act(conn, args.reason)
+        row = fetch_one(conn, "cli_schedule_set_enabled", id=args.id, enabled=enabled)
+        assert row is not None  # the row was just read in this transaction
+        operator.record(conn, f"schedule.{args.action}", f"schedule:{args.id}")
+    if args.json:
+        print_json(row)
+    elif enabled:
+        print(f"schedule {args.id} enabled; slots missed since {row['next_slot']:%Y-%m-%d %H:%M%z} are caught up by "
+              f"its policy (catch_up = {row['catch_up']}, window {row['catch_up_window']}), or use "
+              "`schedules backfill`")
+    else:
+        print(f"schedule {args.id} disabled: the tick makes no jobs for it until `schedules enable {args.id}`")
+    return 0
+
+
+def cmd_schedules_edit(args: argparse.Namespace) -> int:
+    payload = json_arg(args.payload, "--payload")
+    if args.timezone is not None:
+        _check_timezone(args.timezone)
+    changes = {k: getattr(args, k) for k in ("cron", "timezone", "catch_up", "catch_up_window", "period",
+                                             "priority", "max_attempts")}
+    if payload is None and all(v is None for v in changes.values()):
+        raise CommandError("nothing to change: give at least one of --cron --timezone --payload --catch-up "
+                           "--catch-up-window --period --priority --max-attempts")
+    with connect(args) as conn, conn.transaction():
+        before = _schedule(conn, args.id)
+        operator.act(conn, args.reason)
+        row = fetch_one(conn, "cli_schedule_edit", id=args.id, payload=json.dumps(payload) if payload else None,
+                        **changes)
+        assert row is not None
+        changed = {k: {"from": before[k], "to": row[k]} for k in row if before.get(k) != row[k]}
+        operator.record(conn, "schedule.edit", f"schedule:{args.id}", changed=changed)
+        upcoming = next_slots(conn, row, 3)
+    if args.json:
+        print_json({**row, "changed": changed, "next": upcoming})
+        return 0
+    print(f"schedule {args.id} edited: " + (", ".join(f"{k} {v['from']} -> {v['to']}" for k, v in changed.items())
+                                              or "no change"))
+    for slot in upcoming or []:
+        print(f"  next: {slot['local']}  ({slot['utc']})")
+    return 0
+
+
+def cmd_schedules_delete(args: argparse.Namespace) -> int:
+    with connect(args) as conn, conn.transaction():
+        schedule = _schedule(conn, args.id)
+        queued = fetch_all(conn, "cli_jobs_select", statuses=["queued"], ids=None, integration_id=None, kind=None,
+                           since=None, until=None, schedule_id=args.id)
+        if not args.yes:
+            raise CommandError(f"deleting schedule {args.id} ({schedule['integration_id']} {schedule['kind']} "
+                               f"'{schedule['cron']}') cannot be undone ({len(queued)} queued job(s) "
+                               f"{'are cancelled' if args.cancel_queued else 'stay queued'}): repeat with --yes, "
+                               f"or pause it with `schedules disable {args.id}`")
+        operator.act(conn, args.reason)
+        cancelled = fetch_all(conn, "cli_jobs_cancel_many", ids=[r["id"] for r in queued]) \
+            if args.cancel_queued and queued else []
+        operator.record(conn, "schedule.delete", f"schedule:{args.id}", schedule=schedule,
+                        cancelled=[r["id"] for r in cancelled])
+        fetch_one(conn, "cli_schedule_delete", id=args.id)
+    result = {"id": args.id, "deleted": True, "cancelled": [r["id"] for r in cancelled],
+              "queued_left": len(queued) - len(cancelled)}
+    if args.json:
+        print_json(result)
+    else:
+        print(f"schedule {args.id} deleted; {len(cancelled)} queued job(s) cancelled, "
+              f"{result['queued_left']} left queued; its periods' keys stay in the ledger")
+    return 0
+
+
+def cmd_schedules_trigger(args: argparse.Namespace) -> int:
+    """Run the period closed by the latest slot now, under the key the tick gives it."""
+    with connect(args) as conn:
+        _schedule(conn, args.id)
+        latest = fetch_one(conn, "cli_schedule_latest_slot", id=args.id)
+    if latest is None or latest["slot"] is None:
+        raise CommandError(f"schedule {args.id} has no slot at or before now yet: see `schedules next {args.id}`")
+    args.start = args.end = latest["slot"]
+    args.dry_run, args.yes = False, True
+    return _backfill(args, "schedule.trigger")
+
+
+def cmd_schedules_backfill(args: argparse.Namespace) -> int:
+    if args.end < args.start:
+        raise CommandError("--to is before --from")
+    return _backfill(args, "schedule.backfill")
+
+
+def _backfill(args: argparse.Namespace, action: str) -> int:
+    with connect(args) as conn, conn.transaction():
+        _schedule(conn, args.id)
+        # Only periods already due: the tick makes future ones on time.
+        end = min(args.end, fetch_one(conn, "cli_now")["now"])  # type: ignore[index]
+        periods = fetch_all(conn, "cli_schedule_periods", id=args.id, **{"from": args.start, "to": end})
+        missing = [p for p in periods if p["job_id"] is None]
+        created: list[Row] = []
+        if not args.dry_run:
+            operator.check_cap(len(missing), args.yes, "missing periods")
+            operator.act(conn, args.reason)
+            created = fetch_all(conn, "cli_schedule_backfill", id=args.id, **{"from": args.start, "to": end})
+            operator.record(conn, action, f"schedule:{args.id}", start=args.start, end=end,
+                            created=[r["id"] for r in created])
+            if created:
+                fetch_one(conn, "cli_notify_jobs")
+    made = {r["key"]: r["id"] for r in created}
+    for p in periods:
+        p["action"] = ("create" if args.dry_run else "created") if p["job_id"] is None else "exists"
+        if p["key"] in made:
+            p["job_id"], p["job_status"] = made[p["key"]], "queued"
+        elif not args.dry_run and p["job_id"] is None:
+            p["action"] = "taken meanwhile"  # a concurrent tick or backfill made it first
+    if args.json:
+        print_json({"schedule_id": args.id, "dry_run": args.dry_run, "created": len(created), "periods": periods})
+        return 0
+    verb = "would create" if args.dry_run else "created"
+    print(f"schedule {args.id}: {len(periods)} period(s) between {args.start:%Y-%m-%d %H:%M%z} and "
+          f"{end:%Y-%m-%d %H:%M%z}; {verb} {len(missing) if args.dry_run else len(created)} job(s)"
+          + (" (dry run: nothing changed)" if args.dry_run else ""))
+    print_table(periods, ["period_label", "period_start", "period_end", "key", "action", "job_id", "job_status"],
+                empty="  (no slot in the range)", width=60)
+    return 0
+
+
 def register(sub: Any) -> None:
     group = sub.add_parser("schedules", help="add and list cron schedules, preview their slots").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -118,3 +269,58 @@ def register(sub: Any) -> None:
     p.add_argument("-n", type=int, default=5, help="how many slots (default: 5)")
     json_flag(p)
     p.set_defaults(func=cmd_schedules_next)
+
+    p = group.add_parser("preview", help="the next slots of an unsaved cron expression, in its zone and in UTC")
+    p.add_argument("cron", help="five-field cron expression, quoted, e.g. '0 2 * * 1-5'")
+    p.add_argument("--timezone", default="UTC", help="IANA zone the cron is read in (default: UTC)")
+    p.add_argument("-n", type=int, default=5, help="how many slots (default: 5)")
+    json_flag(p)
+    p.set_defaults(func=cmd_schedules_preview)
+
+    for action, text in (("enable", "let the tick make jobs for it again (missed slots follow its catch-up policy)"),
+                         ("disable", "stop making jobs for it (queued jobs stay queued)")):
+        p = group.add_parser(action, help=text)
+        p.add_argument("id", type=int, help="schedule id")
+        operator.reason_option(p)
+        json_flag(p)
+        p.set_defaults(func=cmd_schedules_enable)
+
+    p = group.add_parser("edit", help="change a schedule's cron, zone, payload, catch-up, period, priority or attempts")
+    p.add_argument("id", type=int, help="schedule id")
+    p.add_argument("--cron", help="new five-field cron expression")
+    p.add_argument("--timezone", help="new IANA zone")
+    p.add_argument("--payload", help="new payload, a JSON object (replaces the old one)")
+    p.add_argument("--catch-up", choices=["all", "latest", "skip"], help="new catch-up policy")
+    p.add_argument("--catch-up-window", help="new catch-up window, a Postgres interval")
+    p.add_argument("--period", choices=["slot", "day", "week", "month"], help="what one job stands for")
+    p.add_argument("--priority", type=int, help="lower runs first")
+    p.add_argument("--max-attempts", type=int, help="attempts before a job fails")
+    operator.reason_option(p)
+    json_flag(p)
+    p.set_defaults(func=cmd_schedules_edit)
+
+    p = group.add_parser("delete", help="delete a schedule (its jobs and ledger keys stay)")
+    p.add_argument("id", type=int, help="schedule id")
+    p.add_argument("--cancel-queued", action="store_true", help="also cancel its queued jobs")
+    p.add_argument("--yes", action="store_true", help="really delete (it cannot be undone)")
+    operator.reason_option(p)
+    json_flag(p)
+    p.set_defaults(func=cmd_schedules_delete)
+
+    p = group.add_parser("trigger", help="run the period of the latest slot now, under the key the tick gives it")
+    p.add_argument("id", type=int, help="schedule id")
+    operator.reason_option(p)
+    json_flag(p)
+    p.set_defaults(func=cmd_schedules_trigger)
+
+    p = group.add_parser("backfill", help="make the jobs of the periods in a range that have none (same keys as "
+                                          "the tick: never a second job for a period)")
+    p.add_argument("id", type=int, help="schedule id")
+    p.add_argument("--from", dest="start", type=iso_instant, required=True,
+                   help="first slot to consider, ISO 8601 with offset (inclusive)")
+    p.add_argument("--to", dest="end", type=iso_instant, required=True,
+                   help="last slot to consider, ISO 8601 with offset (inclusive; capped at now)")
+    operator.bulk_options(p, "created")
+    operator.reason_option(p)
+    json_flag(p)
+    p.set_defaults(func=cmd_schedules_backfill)
