@@ -333,7 +333,8 @@ class Verifier:
         if wanted is None:
             return
         aud = claims.get("aud")
-        given = {aud} if isinstance(aud, str) else {a for a in aud if isinstance(a, str)} if isinstance(aud, list) else set()
+        items = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        given = {a for a in items if isinstance(a, str)}
         if not given & wanted:
             raise _unauthorized("invalid_audience", f"the token's audience is not accepted here (needs one of "
                                 f"{sorted(wanted)}; DISPATCH_JWT_AUDIENCE)")

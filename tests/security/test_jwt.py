@@ -22,8 +22,8 @@ from starlette.routing import Route
 
 from app.core.errors import ConfigError
 from app.core.settings import Settings
-from app.web.auth import JWKS_PATH, AuthConfig, AuthFailure, JwksCache, Verifier, mint_token
 from app.devkit.emulators.server import serve
+from app.web.auth import JWKS_PATH, AuthConfig, AuthFailure, JwksCache, Verifier, mint_token
 
 SECRET = "a-security-test-jwt-secret-of-at-least-32-bytes"
 

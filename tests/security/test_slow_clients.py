@@ -3,6 +3,7 @@ keep /health/live from answering, and the daemon's HTTP file descriptors stay bo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -37,10 +38,8 @@ def test_idle_connections__claims_keep_running_and_liveness_answers(
         idle = _open_idle(daemon.port, IDLE)
         # Half-open HTTP: a partial request line on some, as a slowloris would.
         for s in idle[::10]:
-            try:
+            with contextlib.suppress(OSError):
                 s.send(b"GET /health HTTP/1.1\r\nHost: x\r\n")
-            except OSError:
-                pass
         time.sleep(1)
         ids = [conn.execute("INSERT INTO dispatch.jobs (integration_id, kind) VALUES (%s, 'sync') RETURNING id",
                             [integration]).fetchone()[0] for _ in range(20)]  # type: ignore[index]
