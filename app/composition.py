@@ -112,11 +112,12 @@ class Daemon:
         return app
 
     async def run(self) -> int:
-        from app.web.server import make_server
+        from app.web.server import ServerLimits, make_server
 
         self._install_signals()
         self.duties = self.services()
-        server = make_server(self.http_app(), self.settings.dispatch_http_host, self.port)
+        server = make_server(self.http_app(), self.settings.dispatch_http_host, self.port,
+                             ServerLimits.from_settings(self.settings))
         http_task = asyncio.create_task(server.serve(), name="http")
         await self.pool.open(wait=False)
         await self.api_pool.open(wait=False)

@@ -570,3 +570,18 @@ SELECT dispatch.cron_check(%(cron)s::text, %(timezone)s::text) IS NOT NULL AS ok
 
 -- name: cli_now
 SELECT now() AS now;
+
+-- name: integration_secret_guard
+-- What app/db/vault.py checks before the accessor: the integration's own secret_name, the
+-- settings that name shared secrets, and every other integration whose id or secret_name could
+-- claim the same vault name.
+SELECT i.secret_name,
+       (SELECT s.value FROM dispatch.settings s WHERE s.key = 'default_secret_name'),
+       (SELECT s.value FROM dispatch.settings s WHERE s.key = 'shared_secret_names'),
+       ARRAY(SELECT o.id FROM dispatch.integrations o
+              WHERE o.id <> i.id
+                AND (o.secret_name = n.name OR n.name = o.id
+                     OR left(n.name, length(o.id) + 1) IN (o.id || '-', o.id || '_', o.id || '.', o.id || '/', o.id || ':')))
+  FROM dispatch.integrations i,
+       LATERAL (SELECT coalesce(nullif(i.secret_name, ''), nullif(%(default_name)s::text, '')) AS name) n
+ WHERE i.id = %(integration_id)s::text;

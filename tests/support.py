@@ -43,7 +43,9 @@ class DaemonProcess:
         self.cwd = cwd
         self.port = free_port()
         self.log_path = log_dir / f"daemon-{self.port}.log"
+        # Tests' receivers and emulators listen on loopback, which the daemon refuses by default.
         self.env = {**os.environ, "DATABASE_URL": database_url, "DISPATCH_LOG_LEVEL": "INFO",
+                    "DISPATCH_ALLOW_LOOPBACK_TARGETS": "true",
                     "DISPATCH_POLL_INTERVAL": "1", **{k.upper(): str(v) for k, v in env.items()}}
         self.concurrency = concurrency
         self.proc: subprocess.Popen[bytes] | None = None
@@ -94,6 +96,12 @@ class DaemonProcess:
         log = getattr(self, "_log", None)
         if log is not None and not log.closed:
             log.close()
+
+    @property
+    def worker_id(self) -> str:
+        """This daemon's id (public /health no longer shows it): from its own start-up log line."""
+        started = wait_for(lambda: self.events("daemon.started"), 10, message="daemon.started in the log")
+        return str(started[0]["worker_id"])
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -51,7 +51,23 @@ class Settings(BaseSettings):
     dispatch_stall_after: float = Field(120.0, gt=0)
     dispatch_watchdog_interval: float = Field(30.0, gt=0)
     dispatch_required_role: str = "service_role"
+    # The audience Auth-issued tokens must carry (default "authenticated"); when set, required of every token.
     dispatch_jwt_audience: str | None = None
+    # Accepted `iss` values, comma-separated; default: $SUPABASE_URL/auth/v1 and, for HS256, "supabase".
+    dispatch_jwt_issuer: str | None = None
+    # Seconds cached JWKS keys keep verifying while refreshing them fails; then 503 until a fetch works.
+    dispatch_jwks_max_stale: float = Field(3600.0, ge=0)
+    # The HTTP surface against slow and idle clients (uvicorn): connections and requests at once
+    # (the oldest idle connection is closed for a new one), seconds a connection may sit idle
+    # (before its first request too), and the listen backlog.
+    dispatch_http_limit_concurrency: int = Field(128, ge=8, le=100_000)
+    dispatch_http_keep_alive: float = Field(5.0, gt=0, le=120)
+    dispatch_http_backlog: int = Field(128, ge=1, le=65535)
+    # Outbound targets (webhook URLs): loopback is refused unless this is true (development,
+    # emulators and local receivers only). Private, link-local and metadata addresses are always refused.
+    dispatch_allow_loopback_targets: bool = False
+    # Bytes read at most from an outbound response (webhook receivers, the JWKS document).
+    dispatch_max_response_bytes: int = Field(1_048_576, ge=1024)
     dispatch_max_body_bytes: int = Field(1_048_576, ge=1024)
     dispatch_log_level: str = "INFO"
     alert_webhook_url: str | None = None

@@ -1,7 +1,17 @@
 """Credentials from Supabase Vault (or its local stand-in), through ``dispatch.integration_secret``.
 
 The daemon's role may execute that one SECURITY DEFINER function and nothing in ``vault``; the
-function decides which secret an integration may have. Values are cached per integration for a
+function decides which secret an integration may have. Until the accessor enforces it in SQL
+(see docs/security.md), :func:`check_secret_name` applies the ownership rule here first:
+
+- an integration's own ``secret_name`` must be its id, or its id followed by one of ``- _ . / :``
+  and more (``acme`` may use ``acme``, ``acme-creds``, ``acme/xledger``), where no longer
+  integration id claims the name first (``acme-prod-key`` belongs to ``acme-prod``), and no other
+  integration's ``secret_name`` is the same; or be listed in the ``shared_secret_names`` setting
+  (comma-separated, in ``dispatch.settings``);
+- the default name (``VAULT_SECRET_NAME``, for integrations without a ``secret_name``) is used
+  only when it equals the ``default_secret_name`` setting, and not when it is another
+  integration's (by the rule above) unless listed as shared. Values are cached per integration for a
 short TTL and wrapped in :class:`~app.core.secret.Secret` at once, so they never reach a repr, a log
 line or an exception message. The secret travels only as a result value; the integration id and
 default name are bound parameters.
@@ -70,6 +80,8 @@ class VaultCredentials:
         params = {"integration_id": integration_id, "default_name": default_name}
         try:
             value = await self._fetch(params)
+        except SecretRefused:
+            raise
         except pgerrors.NoDataFound as exc:
             raise MissingSecret(_explain(exc)) from None
         except (pgerrors.InvalidParameterValue, pgerrors.InsufficientPrivilege,
@@ -88,7 +100,62 @@ class VaultCredentials:
             return await _query(conn, params)
 
 
+class SecretRefused(PermanentError):
+    """The integration may not have the secret its configuration names (another's, or not its own)."""
+
+
+SEPARATORS = "-_./:"
+
+
+def _claims(integration_id: str, name: str) -> int:
+    """How strongly an integration id claims a vault name: the id's length when the name is the
+    id or starts with it and a separator, else 0."""
+    if name == integration_id or (name.startswith(integration_id) and name[len(integration_id):][:1] in SEPARATORS
+                                  and len(name) > len(integration_id) + 1):
+        return len(integration_id)
+    return 0
+
+
+def check_secret_name(integration_id: str, own_name: str | None, default_name: str | None,
+                      setting_default: str | None, shared: set[str], others: list[str]) -> None:
+    """Raise :class:`SecretRefused` unless the integration may read the name it would get.
+    ``others``: the other integrations that reference or claim that name (the guard query)."""
+    own = own_name or None
+    name = own or default_name or None
+    if name is None:
+        return  # the accessor says "no secret name"
+    if own is None and name != setting_default:
+        raise SecretRefused(f'integration "{integration_id}" has no secret_name, and the default name is not the '
+                            "default_secret_name setting: set the integration's secret_name, or INSERT INTO "
+                            "dispatch.settings (key, value) VALUES ('default_secret_name', <name>)")
+    if name in shared:
+        return
+    contenders = [other for other in others if _claims(other, name) > _claims(integration_id, name)]
+    # Without a claim by name (the default, or a name owned by nobody), anyone else naming it wins.
+    referencing = [other for other in others if _claims(other, name) == 0] if _claims(integration_id, name) == 0 else []
+    if own is not None and _claims(integration_id, name) == 0:
+        raise SecretRefused(f'integration "{integration_id}" names the vault secret "{name}", which is not its own: '
+                            f"secret names must be the integration id or start with it and one of '{SEPARATORS}' "
+                            "(or be listed in the shared_secret_names setting)")
+    if contenders or referencing:
+        owner = (contenders or referencing)[0]
+        raise SecretRefused(f'the vault secret "{name}" belongs to or is used by integration "{owner}": '
+                            f'integration "{integration_id}" may not have it (list it in the shared_secret_names '
+                            "setting to share it)")
+
+
+async def _guard(conn: psycopg.AsyncConnection[Any], params: dict[str, str | None]) -> None:
+    row = await (await conn.execute(query("integration_secret_guard"), params)).fetchone()
+    if row is None:
+        return  # unknown integration: the accessor says so
+    own, setting_default, shared_text, others = row
+    shared = {n.strip() for n in (shared_text or "").replace("\n", ",").split(",") if n.strip()}
+    check_secret_name(str(params["integration_id"]), own, params["default_name"], setting_default, shared,
+                      list(others or []))
+
+
 async def _query(conn: psycopg.AsyncConnection[Any], params: dict[str, str | None]) -> str | None:
+    await _guard(conn, params)
     row = await (await conn.execute(query("integration_secret"), params)).fetchone()
     if row is None or row[0] is None:
         return None

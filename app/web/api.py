@@ -55,9 +55,17 @@ class RouteSpec:
 
 
 ROUTES: dict[str, RouteSpec] = {
-    "health": RouteSpec("GET", "/health", "Liveness and readiness of this daemon", public_reason=(
+    "health": RouteSpec("GET", "/health", "Combined health of this daemon (compatible; prefer the two probes)",
+                        public_reason=(
         "a probe for load balancers and orchestrators, which carry no credentials; it reveals only "
-        "booleans, counts, the worker id and the version")),
+        "booleans, counts, status words and the version (no error text, host, pid or worker id)")),
+    "live": RouteSpec("GET", "/health/live", "Liveness: the process and its event loop turn", public_reason=(
+        "the orchestrator's liveness probe carries no credentials; it reveals the status word and the version")),
+    "ready": RouteSpec("GET", "/health/ready", "Readiness: database, LISTEN, not stopping", public_reason=(
+        "the orchestrator's readiness probe carries no credentials; it reveals a status word, generic "
+        "reason codes and the version")),
+    "health_details": RouteSpec("GET", "/health/details",
+                                "Health with its details: errors, duties, the worker id"),
     "openapi": RouteSpec("GET", "/openapi.json", "This API's OpenAPI 3.1 document", public_reason=(
         "it describes the shape of the API, which docs/api.md publishes anyway; it holds no data, "
         "settings or secrets, and client generators and fuzzers can read it without a token")),
@@ -238,8 +246,9 @@ class Api:
         self._openapi: dict[str, Any] | None = None
 
     def routes(self) -> list[BaseRoute]:
-        """Every route but /health, which app/http.py serves."""
-        handlers = {"openapi": self.openapi, "dispatch": self.dispatch, "job": self.job, "metrics": self.metrics}
+        """Every route but the public probes, which app/web/server.py serves."""
+        handlers = {"openapi": self.openapi, "dispatch": self.dispatch, "job": self.job, "metrics": self.metrics,
+                    "health_details": self.health_details}
         return [Route(ROUTES[name].path, self._guard(ROUTES[name], handler), methods=[ROUTES[name].method])
                 for name, handler in handlers.items()]
 
@@ -323,6 +332,13 @@ class Api:
         await self._gauges.refresh()
         return Response(metrics.render(), media_type=metrics.CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
+    async def health_details(self, request: Request) -> Response:
+        health = getattr(request.app.state, "health", None)
+        if health is None:
+            raise ApiError(503, "health_unavailable", "this server has no health view")
+        status, body = health.details()
+        return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
     async def openapi(self, request: Request) -> Response:
         if self._openapi is None:
             self._openapi = openapi_document(self.max_body)
@@ -369,9 +385,20 @@ _DISPATCH_RESPONSE = {
     },
 }
 _HEALTH_SCHEMA = {"type": "object", "required": ["status"], "properties": {
-    "status": {"type": "string", "enum": ["ok", "unavailable"]}, "database": {"type": "boolean"},
-    "listener": {"type": "string"}, "in_flight": {"type": "integer"}, "worker_id": {"type": "string"},
-    "version": {"type": "string"}, "reasons": {"type": "array", "items": {"type": "string"}}}}
+    "status": {"type": "string", "enum": ["ok", "degraded", "unavailable"]}, "database": {"type": "boolean"},
+    "listener": {"type": "string"}, "in_flight": {"type": "integer"}, "version": {"type": "string"},
+    "duties": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+        "runs": {"type": "integer"}, "failing": {"type": "boolean"}}}},
+    "reasons": {"type": "array", "items": {"type": "string"}}}}
+_PROBE_SCHEMA = {"type": "object", "required": ["status", "version"], "properties": {
+    "status": {"type": "string", "enum": ["alive", "ready", "not_ready"]}, "version": {"type": "string"},
+    "reasons": {"type": "array", "items": {"type": "string", "enum": [
+        "database_unavailable", "listener_disconnected", "stopping"]}}}}
+_DETAILS_SCHEMA = {"type": "object", "properties": {
+    **_HEALTH_SCHEMA["properties"], "ready": {"type": "boolean"}, "worker_id": {"type": "string"},
+    "database_error": {"type": ["string", "null"]}, "listener_error": {"type": ["string", "null"]},
+    "duties": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+        "runs": {"type": "integer"}, "last_error": {"type": ["string", "null"]}}}}}}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -390,6 +417,12 @@ def _operations(max_body: int) -> dict[str, dict[str, Any]]:
     return {
         "health": {"responses": {"200": _json({"$ref": ref + "Health"}, "healthy"),
                                  "503": _json({"$ref": ref + "Health"}, "not ready; reasons say why")}},
+        "live": {"responses": {"200": _json({"$ref": ref + "Probe"}, "alive")}},
+        "ready": {"responses": {"200": _json({"$ref": ref + "Probe"}, "ready"),
+                                "503": _json({"$ref": ref + "Probe"}, "not ready; reason codes say why")}},
+        "health_details": {"responses": {"200": _json({"$ref": ref + "HealthDetails"}, "healthy"),
+                                         "503": _json({"$ref": ref + "HealthDetails"}, "not ready"),
+                                         **_errors(401, 403)}},
         "openapi": {"responses": {"200": _json({"type": "object"}, "this document")}},
         "dispatch": {
             "requestBody": {"required": True, "description": f"at most {max_body} bytes",
@@ -424,7 +457,8 @@ def openapi_document(max_body: int = MAX_BODY_BYTES) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                                            "description": "a JWT whose role claim is the required role"}},
             "schemas": {"DispatchRequest": request_schema, "DispatchResponse": _DISPATCH_RESPONSE,
-                        "Job": _JOB_SCHEMA, "Error": _ERROR_SCHEMA, "Health": _HEALTH_SCHEMA},
+                        "Job": _JOB_SCHEMA, "Error": _ERROR_SCHEMA, "Health": _HEALTH_SCHEMA,
+                        "Probe": _PROBE_SCHEMA, "HealthDetails": _DETAILS_SCHEMA},
         },
         "security": [{"bearer": []}],
     }

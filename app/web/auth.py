@@ -9,6 +9,28 @@ shared secret, nor an HS token with a public key (the classic "alg confusion" fo
 ``alg: none`` is refused. ``exp`` is required. The ``role`` claim must equal the required
 role (``DISPATCH_REQUIRED_ROLE``, default ``service_role``).
 
+``iss`` is required and checked (``DISPATCH_JWT_ISSUER``, comma-separated, overrides the
+defaults): ``$SUPABASE_URL/auth/v1`` (what Supabase Auth writes into the tokens it issues,
+whatever the algorithm) and, for HS256 only, ``supabase`` (what the project's legacy API keys,
+the ``service_role`` key among them, carry; they are signed with the project's JWT secret).
+Without SUPABASE_URL, HS256 tokens with ``iss: integration-dispatch`` (older ``dev`` keys) pass too.
+
+``aud``: Auth-issued tokens (``iss`` = ``$SUPABASE_URL/auth/v1``) must carry the audience
+``authenticated`` (Supabase Auth's), or ``DISPATCH_JWT_AUDIENCE`` when set. The API keys carry
+no ``aud`` and are accepted without one unless ``DISPATCH_JWT_AUDIENCE`` is set, which then
+binds every token.
+
+A ``SUPABASE_JWT_SECRET`` under 32 bytes is refused at start-up (one line naming it): a short
+HMAC secret can be brute-forced offline from one token.
+
+Nothing from the token (``alg``, ``kid``, ``role``) goes into ``WWW-Authenticate``: the header
+carries a fixed ASCII description per error code (a non-Latin-1 value there once made an
+unauthenticated request a 500). The JSON body names them, escaped and truncated.
+
+JWKS keys are refreshed every ``ttl`` seconds; while refreshing fails, the cached keys keep
+verifying for at most ``DISPATCH_JWKS_MAX_STALE`` seconds past their ttl, then requests get 503
+until a fetch succeeds. The document is read with a size cap.
+
 With neither a secret nor a URL configured, protected routes answer 503 and say what to
 set: the API is never open by default.
 
@@ -19,14 +41,15 @@ start, to keep cold start short.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.core import logs
+from app.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from jwt import PyJWK
@@ -39,6 +62,19 @@ LEEWAY_SECONDS = 10.0
 HMAC_ALGORITHM = "HS256"
 ASYMMETRIC_ALGORITHMS = {"RSA": "RS256", "EC": "ES256"}  # JWK kty -> the one alg it verifies
 JWKS_PATH = "/auth/v1/.well-known/jwks.json"
+AUTH_PATH = "/auth/v1"
+API_KEY_ISSUER = "supabase"  # the legacy anon/service_role keys' iss
+AUTH_AUDIENCE = "authenticated"  # Supabase Auth's aud
+MIN_SECRET_BYTES = 32
+MAX_JWKS_BYTES = 256 * 1024
+# RFC 6750 error_description per code: fixed ASCII, never a value taken from the token.
+_DESCRIPTIONS = {
+    "malformed_token": "the token is malformed", "unsupported_algorithm": "the token's algorithm is not accepted",
+    "unknown_key": "the token's signing key is unknown", "invalid_token": "the token is not valid",
+    "expired_token": "the token has expired", "invalid_audience": "the token's audience is not accepted",
+    "invalid_issuer": "the token's issuer is not accepted", "invalid_signature": "the signature does not verify",
+    "wrong_role": "the token's role is not allowed",
+}
 
 
 class AuthFailure(Exception):
@@ -55,7 +91,7 @@ class AuthFailure(Exception):
         if self.code == "missing_token":
             return {"WWW-Authenticate": f'Bearer realm="{REALM}"'}
         error = "insufficient_scope" if self.status == 403 else "invalid_token"
-        description = self.message.replace("\\", "").replace('"', "'")
+        description = _DESCRIPTIONS.get(self.code, "the token is not accepted")
         return {"WWW-Authenticate": f'Bearer realm="{REALM}", error="{error}", error_description="{description}"'}
 
 
@@ -70,18 +106,48 @@ class AuthConfig:
     required_role: str = "service_role"
     audience: str | None = None
     leeway: float = LEEWAY_SECONDS
+    issuers: tuple[str, ...] | None = None  # None: the defaults (see the module docstring)
+    jwks_max_stale: float = 3600.0
+    max_response_bytes: int = MAX_JWKS_BYTES
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthConfig:
         secret = settings.supabase_jwt_secret.get_secret_value() if settings.supabase_jwt_secret else None
-        # Not yet a Settings field everywhere: read it the same way pydantic-settings would.
-        audience = getattr(settings, "dispatch_jwt_audience", None) or os.environ.get("DISPATCH_JWT_AUDIENCE")
+        issuers = tuple(i.strip() for i in (settings.dispatch_jwt_issuer or "").split(",") if i.strip())
         return cls(jwt_secret=secret or None, supabase_url=(settings.supabase_url or "").rstrip("/") or None,
-                   required_role=settings.dispatch_required_role, audience=audience or None)
+                   required_role=settings.dispatch_required_role, audience=settings.dispatch_jwt_audience or None,
+                   issuers=issuers or None, jwks_max_stale=settings.dispatch_jwks_max_stale,
+                   max_response_bytes=min(settings.dispatch_max_response_bytes, 4 * MAX_JWKS_BYTES))
 
     @property
     def jwks_url(self) -> str | None:
         return self.supabase_url + JWKS_PATH if self.supabase_url else None
+
+    @property
+    def auth_issuer(self) -> str | None:
+        return self.supabase_url + AUTH_PATH if self.supabase_url else None
+
+    def accepted_issuers(self, alg: str) -> set[str]:
+        if self.issuers is not None:
+            return set(self.issuers)
+        accepted = {self.auth_issuer} if self.auth_issuer else set()
+        if alg == HMAC_ALGORITHM:
+            accepted.add(API_KEY_ISSUER)
+            if not self.supabase_url:
+                accepted.add(REALM)
+        return accepted
+
+    def audiences_for(self, issuer: str) -> set[str] | None:
+        """The audiences a token from ``issuer`` must name one of (None: no aud needed)."""
+        if self.audience:
+            return {self.audience}
+        return {AUTH_AUDIENCE} if issuer == self.auth_issuer else None
+
+    def check_secret(self) -> None:
+        if self.jwt_secret is not None and len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(f"SUPABASE_JWT_SECRET is {len(self.jwt_secret.encode())} bytes; at least "
+                              f"{MIN_SECRET_BYTES} are needed (a short HMAC secret is brute-forced from one token): "
+                              "set the project's JWT secret, or unset it and use SUPABASE_URL's signing keys")
 
     @property
     def configured(self) -> bool:
@@ -101,8 +167,10 @@ class JwksCache:
     a load generator against the auth server.
     """
 
-    def __init__(self, url: str, ttl: float = 600.0, min_interval: float = 30.0, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, ttl: float = 600.0, min_interval: float = 30.0, timeout: float = 5.0,
+                 max_stale: float = 3600.0, max_bytes: int = MAX_JWKS_BYTES) -> None:
         self.url, self.ttl, self.min_interval, self.timeout = url, ttl, min_interval, timeout
+        self.max_stale, self.max_bytes = max_stale, max_bytes
         self._keys: dict[str, PyJWK] = {}
         self._fetched_at = -float("inf")
         self._attempted_at = -float("inf")
@@ -114,10 +182,20 @@ class JwksCache:
             await self._refresh()
         if kid not in self._keys:
             await self._refresh()
+        self._expire_stale()
         key = self._keys.get(kid)
         if key is None:
-            raise _unauthorized("unknown_key", f"no signing key with kid '{kid}' is published at {self.url}")
+            raise _unauthorized("unknown_key", f"no signing key with kid '{_shown(kid)}' is published at {self.url}")
         return key
+
+    def _expire_stale(self) -> None:
+        """Keys last confirmed more than ttl + max_stale ago stop verifying: a revoked key must
+        not stay trusted for ever because the auth server cannot be reached."""
+        if self._keys and time.monotonic() - self._fetched_at > self.ttl + self.max_stale:
+            self._keys = {}
+            logs.event("auth.jwks_expired", logging.ERROR, url=self.url, max_stale_s=self.max_stale)
+            raise AuthFailure(503, "jwks_unavailable", f"cannot verify the token: the signing keys at {self.url} "
+                              "could not be refreshed and the cached ones are too old (DISPATCH_JWKS_MAX_STALE)")
 
     async def _refresh(self) -> None:
         async with self._lock:
@@ -135,19 +213,40 @@ class JwksCache:
 
         self.fetches += 1
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
-                response = await client.get(self.url)
-            response.raise_for_status()
-            return response.json()
+            async with httpx.AsyncClient(timeout=self.timeout) as client, client.stream(
+                    "GET", self.url, headers={"Accept-Encoding": "identity"}) as response:
+                response.raise_for_status()
+                body = await read_capped(response, self.max_bytes)
         except httpx.HTTPError as exc:
             raise OSError(f"{type(exc).__name__}: {exc}") from None
+        if body is None:
+            raise ValueError(f"the JWKS document is larger than {self.max_bytes} bytes")
+        return json.loads(body)
 
     def _refresh_failed(self, exc: Exception) -> None:
         logs.event("auth.jwks_fetch_failed", logging.WARNING, url=self.url, error=str(exc)[:300],
                    cached_keys=len(self._keys))
-        if not self._keys:  # stale keys still verify; no keys at all means we cannot tell
+        if not self._keys:  # stale keys still verify (up to max_stale); no keys at all means we cannot tell
             raise AuthFailure(503, "jwks_unavailable",
                               f"cannot verify the token: the signing keys at {self.url} could not be read ({exc})")
+
+
+async def read_capped(response: Any, limit: int) -> bytes | None:
+    """A streamed httpx response's body, or None once it passes ``limit`` bytes (reading stops
+    there). Raw bytes: the request asks for no compression, and a compressed answer is never
+    inflated (a small gzip bomb would pass the cap as one chunk)."""
+    chunks, size = [], 0
+    async for chunk in response.aiter_raw():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """A token-supplied value as it may appear in a message: ASCII, escaped, truncated."""
+    return str(value)[:limit].encode("ascii", "backslashreplace").decode("ascii").replace("'", "\\'")
 
 
 def parse_jwks(document: Any) -> dict[str, PyJWK]:
@@ -176,11 +275,10 @@ class Verifier:
     """Turns an ``Authorization`` header into verified claims, or raises :class:`AuthFailure`."""
 
     def __init__(self, config: AuthConfig, jwks: JwksCache | None = None) -> None:
+        config.check_secret()
         self.config = config
-        self.jwks = jwks or (JwksCache(config.jwks_url) if config.jwks_url else None)
-        if config.jwt_secret and len(config.jwt_secret.encode()) < 32:
-            logs.event("auth.short_jwt_secret", logging.WARNING,
-                       detail="SUPABASE_JWT_SECRET is shorter than 32 bytes; Supabase secrets are longer")
+        self.jwks = jwks or (JwksCache(config.jwks_url, max_stale=config.jwks_max_stale,
+                                       max_bytes=config.max_response_bytes) if config.jwks_url else None)
 
     async def verify(self, authorization: str | None) -> dict[str, Any]:
         if not self.config.configured:
@@ -189,6 +287,7 @@ class Verifier:
         alg, kid = _unverified_header(token)
         key = await self._key_for(alg, kid)
         claims = self._decode(token, key, alg)
+        self._check_issuer_and_audience(claims, alg)
         self._check_role(claims)
         return claims
 
@@ -200,7 +299,7 @@ class Verifier:
             return self.config.jwt_secret
         if alg not in ASYMMETRIC_ALGORITHMS.values():
             raise _unauthorized("unsupported_algorithm",
-                                f"token algorithm '{alg}' is not accepted (HS256, RS256, ES256)")
+                                f"token algorithm '{_shown(alg)}' is not accepted (HS256, RS256, ES256)")
         if self.jwks is None:
             raise _unauthorized("unsupported_algorithm", f"{alg} tokens are not accepted here: SUPABASE_URL is not "
                                 "set, so there are no public keys to verify them with")
@@ -208,28 +307,42 @@ class Verifier:
             raise _unauthorized("malformed_token", f"the {alg} token has no 'kid' header naming its signing key")
         key = await self.jwks.get(kid)
         if key.algorithm_name != alg:
-            raise _unauthorized("invalid_token", f"key '{kid}' verifies {key.algorithm_name}, but the token says {alg}")
+            raise _unauthorized("invalid_token",
+                                f"key '{_shown(kid)}' verifies {key.algorithm_name}, but the token says {alg}")
         return key
 
     def _decode(self, token: str, key: Any, alg: str) -> dict[str, Any]:
         import jwt
 
-        audience = self.config.audience
         try:
-            with warnings.catch_warnings():
-                # A short secret was logged once at start; a warning per request adds nothing.
-                warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
-                claims: dict[str, Any] = jwt.decode(
-                    token, key, algorithms=[alg], audience=audience, leeway=self.config.leeway,
-                    options={"require": ["exp"], "verify_aud": audience is not None})
+            # iss and aud are checked after the signature, by _check_issuer_and_audience.
+            claims: dict[str, Any] = jwt.decode(
+                token, key, algorithms=[alg], leeway=self.config.leeway,
+                options={"require": ["exp"], "verify_aud": False, "verify_iss": False})
         except jwt.PyJWTError as exc:
             raise _decode_failure(exc) from None
         return claims
 
+    def _check_issuer_and_audience(self, claims: dict[str, Any], alg: str) -> None:
+        issuer = claims.get("iss")
+        if not isinstance(issuer, str) or issuer not in self.config.accepted_issuers(alg):
+            shown = f"'{_shown(issuer)}'" if isinstance(issuer, str) else "no 'iss' claim"
+            raise _unauthorized("invalid_issuer", f"the token's issuer ({shown}) is not accepted here "
+                                "(DISPATCH_JWT_ISSUER, default $SUPABASE_URL/auth/v1)")
+        wanted = self.config.audiences_for(issuer)
+        if wanted is None:
+            return
+        aud = claims.get("aud")
+        items = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        given = {a for a in items if isinstance(a, str)}
+        if not given & wanted:
+            raise _unauthorized("invalid_audience", f"the token's audience is not accepted here (needs one of "
+                                f"{sorted(wanted)}; DISPATCH_JWT_AUDIENCE)")
+
     def _check_role(self, claims: dict[str, Any]) -> None:
         role = claims.get("role")
         if role != self.config.required_role:
-            shown = f"'{role}'" if isinstance(role, str) else "no role"
+            shown = f"'{_shown(role)}'" if isinstance(role, str) else "no role"
             raise AuthFailure(403, "wrong_role",
                               f"this API needs a token with role '{self.config.required_role}'; the token has {shown}")
 
@@ -252,7 +365,7 @@ def _unverified_header(token: str) -> tuple[str, str | None]:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
-        raise _unauthorized("malformed_token", f"the token's header cannot be read: {exc}") from None
+        raise _unauthorized("malformed_token", f"the token's header cannot be read: {_shown(exc, 120)}") from None
     alg, kid = header.get("alg"), header.get("kid")
     if not isinstance(alg, str):
         raise _unauthorized("malformed_token", "the token's header names no algorithm")
@@ -268,21 +381,22 @@ def _decode_failure(exc: Exception) -> AuthFailure:
         (jwt.InvalidAudienceError, "invalid_audience", "the token's audience is not accepted here"),
         (jwt.InvalidSignatureError, "invalid_signature", "the token's signature does not verify"),
         (jwt.InvalidKeyError, "invalid_signature", "the token's signature does not verify"),
-        (jwt.DecodeError, "malformed_token", f"the token cannot be decoded: {exc}"),
+        (jwt.DecodeError, "malformed_token", f"the token cannot be decoded: {_shown(exc, 120)}"),
     ]
     for kind, code, message in table:
         if isinstance(exc, kind):
             return _unauthorized(code, message)
-    return _unauthorized("invalid_token", f"the token is not valid: {exc}")
+    return _unauthorized("invalid_token", f"the token is not valid: {_shown(exc, 120)}")
 
 
 def mint_token(secret: str, role: str = "service_role", ttl: float = 3600.0, **claims: Any) -> str:
     """An HS256 token for local development and tests (``dev`` mints SUPABASE_SERVICE_ROLE_KEY
-    with it). On a Supabase project, use the project's own service_role key instead."""
+    with it). It carries ``iss: supabase`` like the project's own keys. On a Supabase project,
+    use the project's own service_role key instead."""
     import jwt
 
     now = int(time.time())
-    body = {"iss": REALM, "role": role, "iat": now, "exp": now + int(ttl), **claims}
+    body = {"iss": API_KEY_ISSUER, "role": role, "iat": now, "exp": now + int(ttl), **claims}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
         return jwt.encode(body, secret, algorithm=HMAC_ALGORITHM)

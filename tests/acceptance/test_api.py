@@ -192,7 +192,7 @@ def test_protected_routes__refuse_missing_expired_and_wrong_role_tokens(daemon: 
 
 def test_public_routes__answer_without_a_token(daemon: DaemonProcess) -> None:
     public = [s.path for s in ROUTES.values() if s.public_reason]
-    assert sorted(public) == ["/health", "/openapi.json"]
+    assert sorted(public) == ["/health", "/health/live", "/health/ready", "/openapi.json"]
     for path in public:
         assert httpx.get(daemon.url + path, timeout=5).status_code == 200
 

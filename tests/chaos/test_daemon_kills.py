@@ -52,7 +52,7 @@ def test_sigkill_storm__20_kills_mid_job_lose_and_duplicate_nothing(
         kills += 1
         pool.remove(victim)
         replacement = daemons(concurrency=4, **FAST_LEASE)
-        ids[replacement.port] = replacement.health().json()["worker_id"]  # type: ignore[union-attr]
+        ids[replacement.port] = replacement.worker_id
         pool.append(replacement)
     storm_s = time.monotonic() - t0
     final = wait_settled(conn, 90)

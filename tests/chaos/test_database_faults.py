@@ -182,7 +182,7 @@ def test_connection_exhaustion__working_daemon_keeps_going_new_one_degrades_and_
     insert_jobs(conn, "hook", 50, max_attempts=25)
     wait_settled(conn, 60)
     ledger = assert_ledger(conn, 150, receiver=webhook)
-    late_id = late.health().json()["worker_id"]  # type: ignore[union-attr]
+    late_id = late.worker_id
     ran_late = conn.execute("SELECT count(*) FROM dispatch.jobs WHERE worker_id = %s", [late_id]).fetchone()
     assert ran_late is not None and ran_late[0] >= 1
     limit = max_conn[0] if max_conn else "?"

@@ -138,15 +138,16 @@ def adapters_seeded(conn: psycopg.Connection) -> psycopg.Connection:
     cfg = {"xledger": {"base_url": "http://127.0.0.1:9"},
            "dynamics_bc": {"base_url": "http://127.0.0.1:9", "login_url": "http://127.0.0.1:9", "company_id": "c"}}
     for adapter in ("xledger", "dynamics_bc", "noop"):
+        integration_id = f"f-{adapter.replace('_', '-')}"  # its secret is its own: "<id>-creds"
         conn.execute("INSERT INTO dispatch.integrations (id, adapter, config, secret_name) VALUES (%s, %s, %s, %s)",
-                     [f"f-{adapter.replace('_', '-')}", adapter, json.dumps(cfg.get(adapter, {})), f"{adapter}-creds"])
+                     [integration_id, adapter, json.dumps(cfg.get(adapter, {})), f"{integration_id}-creds"])
     return conn
 
 
 def _enqueue_bad(conn: psycopg.Connection, names: list[str]) -> dict[str, int]:
     from app.devkit.demo import put_secret
-    put_secret(conn, "xledger-creds", json.dumps({"token": "t"}))
-    put_secret(conn, "dynamics_bc-creds", json.dumps({"tenant_id": "t", "client_id": "c", "client_secret": "s"}))
+    put_secret(conn, "f-xledger-creds", json.dumps({"token": "t"}))
+    put_secret(conn, "f-dynamics-bc-creds", json.dumps({"tenant_id": "t", "client_id": "c", "client_secret": "s"}))
     ids = {}
     for name in names:
         adapter, kind, payload = BAD_PAYLOADS[name]

@@ -89,17 +89,18 @@ class Stage:
             return json.dumps({"tenant_id": DEFAULT_TENANT, "client_id": DEFAULT_CLIENT_ID, "client_secret": secret})
 
         return [
-            ("sec-xl", "xledger", {"base_url": u["xl"]}, "c-xl", json.dumps({"token": v["xl-token"]})),
-            ("sec-xl-wrong", "xledger", {"base_url": u["xl"]}, "c-xl-wrong", json.dumps({"token": v["xl-wrong"]})),
-            ("sec-xl-echo", "xledger", {"base_url": u["xl"]}, "c-xl-echo", json.dumps({"token": v["xl-echo"]})),
-            ("sec-bc", "dynamics_bc", bc(u["bc"]), "c-bc", bc_creds(v["bc-secret"])),
-            ("sec-bc-wrong", "dynamics_bc", bc(u["bc-wrong"]), "c-bc-wrong", bc_creds(v["bc-wrong"])),
-            ("sec-bc-echo", "dynamics_bc", bc(u["bc-echo"]), "c-bc-echo", bc_creds(v["bc-echo"])),
-            ("sec-bc-echo-token", "dynamics_bc", bc(u["bc-echo-token"]), "c-bc-echo-token",
+            ("sec-xl", "xledger", {"base_url": u["xl"]}, "sec-xl-creds", json.dumps({"token": v["xl-token"]})),
+            ("sec-xl-wrong", "xledger", {"base_url": u["xl"]}, "sec-xl-wrong-creds",
+             json.dumps({"token": v["xl-wrong"]})),
+            ("sec-xl-echo", "xledger", {"base_url": u["xl"]}, "sec-xl-echo-creds", json.dumps({"token": v["xl-echo"]})),
+            ("sec-bc", "dynamics_bc", bc(u["bc"]), "sec-bc-creds", bc_creds(v["bc-secret"])),
+            ("sec-bc-wrong", "dynamics_bc", bc(u["bc-wrong"]), "sec-bc-wrong-creds", bc_creds(v["bc-wrong"])),
+            ("sec-bc-echo", "dynamics_bc", bc(u["bc-echo"]), "sec-bc-echo-creds", bc_creds(v["bc-echo"])),
+            ("sec-bc-echo-token", "dynamics_bc", bc(u["bc-echo-token"]), "sec-bc-echo-token-creds",
              bc_creds(v["bc-echo-token"])),
-            ("sec-wh", "webhook", {"url": u["wh"] + "/hook"}, "c-wh", v["wh-secret"]),
-            ("sec-wh-echo", "webhook", {"url": u["wh-echo"] + "/hook"}, "c-wh-echo", v["wh-echo"]),
-            ("sec-missing", "xledger", {"base_url": u["xl"]}, "c-not-in-the-vault", None),
+            ("sec-wh", "webhook", {"url": u["wh"] + "/hook"}, "sec-wh-creds", v["wh-secret"]),
+            ("sec-wh-echo", "webhook", {"url": u["wh-echo"] + "/hook"}, "sec-wh-echo-creds", v["wh-echo"]),
+            ("sec-missing", "xledger", {"base_url": u["xl"]}, "sec-missing/not-in-the-vault", None),
             ("sec-noop", "noop", {}, None, None),
         ]
 
@@ -192,7 +193,8 @@ def world(pg_cluster: LocalCluster, admin_url: str, tmp_path_factory: pytest.Tem
             stage.serve_vendors(stack)
             stage.seed(conn)
             url = role_url(pg_cluster, cron_db, ensure_daemon_role(admin_url), stage.values["db-password"])
-            daemon = DaemonProcess(url, tmp_path_factory.mktemp("sec"), SUPABASE_JWT_SECRET=stage.values["jwt-secret"],
+            daemon = DaemonProcess(url, tmp_path_factory.mktemp("sec"), DISPATCH_ALLOW_LOOPBACK_TARGETS="true",
+                                   SUPABASE_JWT_SECRET=stage.values["jwt-secret"],
                                    SUPABASE_SERVICE_ROLE_KEY=stage.values["service-key"],
                                    DISPATCH_STALL_AFTER="100000")
             stack.callback(daemon.kill)

@@ -64,7 +64,7 @@ def hand_signed_hs256(claims: dict[str, Any], key: bytes, **header: Any) -> str:
 
 def claims(role: str = "service_role", ttl: int = 300, **extra: Any) -> dict[str, Any]:
     now = int(time.time())
-    return {"role": role, "iat": now, "exp": now + ttl, **extra}
+    return {"role": role, "iat": now, "exp": now + ttl, "iss": "supabase", **extra}
 
 
 @pytest.fixture
@@ -79,6 +79,7 @@ class Keys:
     ec: Any = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
     published: list[dict[str, Any]] = field(default_factory=list)
     fetches: int = 0
+    issuer: str = ""  # $SUPABASE_URL/auth/v1 of the JWKS server: what Supabase Auth writes into `iss`
 
     def jwk(self, kind: str, kid: str) -> dict[str, Any]:
         key = self.rsa if kind == "rsa" else self.ec
@@ -87,6 +88,8 @@ class Keys:
 
     def sign(self, kind: str, kid: str, body: dict[str, Any]) -> str:
         key, alg = (self.rsa, "RS256") if kind == "rsa" else (self.ec, "ES256")
+        # Auth-issued: its issuer and audience, unless the test says otherwise.
+        body = {**body, "iss": self.issuer, "aud": "authenticated"} if body.get("iss") == "supabase" else body
         return jwt.encode(body, key, algorithm=alg, headers={"kid": kid})
 
     def rsa_public_pem(self) -> bytes:
@@ -107,6 +110,7 @@ def keys() -> Keys:
 def jwks_server(keys: Keys) -> Iterator[str]:
     app = Starlette(routes=[Route(JWKS_PATH, keys.endpoint)])
     with serve(app) as served:
+        keys.issuer = served.url + "/auth/v1"
         yield served.url
 
 
@@ -209,7 +213,7 @@ def test_verify__wrong_role_is_403(hs: Verifier) -> None:
     assert (failure.status, failure.code) == (403, "wrong_role")
     assert "service_role" in failure.message and "'anon'" in failure.message
     assert 'error="insufficient_scope"' in failure.headers()["WWW-Authenticate"]
-    no_role = jwt.encode({"exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
+    no_role = jwt.encode({"exp": int(time.time()) + 60, "iss": "supabase"}, SECRET, algorithm="HS256")
     assert refused(hs, bearer(no_role)).status == 403
 
 
