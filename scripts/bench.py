@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.db.migrate import upgrade  # noqa: E402
+from app.db.queries import query  # noqa: E402
 from app.devkit.cluster import LocalCluster, free_port, local_dir  # noqa: E402
 
 
@@ -245,6 +246,41 @@ def _claim_cost(conn: psycopg.Connection[Any], rounds: int = 50) -> float:
     return round(statistics.median(times), 3)
 
 
+def bench_scale(b: Bench) -> dict[str, Any]:
+    """The worst shapes: claims with 1,000 integrations (limits 1-3) against one, cron_prev and
+    cron_next for hard expressions, and the /metrics queue-depth read over 300,000 finished jobs."""
+    url = b.fresh_db("bench_scale")
+    out: dict[str, Any] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        add_integration(conn, 1000)
+        out["claim_1_integration_ms"] = _claim_cost(conn)
+        conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) "
+                     "SELECT 'i' || g, 'noop', 1 + g % 3 FROM generate_series(1, 999) g")
+        out["claim_1000_integrations_ms"] = _claim_cost(conn)
+        out["claim_ratio"] = round(out["claim_1000_integrations_ms"] / out["claim_1_integration_ms"], 2)
+        shapes = {"months 1-6, 1 January": ("* * * 1-6 *", "UTC", "2027-01-01T00:00:00Z"),
+                  "29 February": ("0 0 29 2 *", "UTC", "2027-03-01T00:00:00Z"),
+                  "weekdays 09:00 Oslo": ("0 9 * * 1-5", "Europe/Oslo", "2026-12-07T00:00:00Z"),
+                  "yearly, DST zone": ("0 3 1 1 *", "America/New_York", "2026-12-31T00:00:00Z"),
+                  "every minute": ("* * * * *", "UTC", "2026-12-01T00:00:00Z")}
+        cron: dict[str, Any] = {}
+        for name, (expr, tz, at) in shapes.items():
+            for fn in ("cron_prev", "cron_next"):
+                t0 = time.perf_counter()
+                for _ in range(5):
+                    conn.execute(f"SELECT dispatch.{fn}(%s, %s, %s::timestamptz)", [expr, tz, at])
+                cron[f"{fn} {name}"] = round((time.perf_counter() - t0) * 1000 / 5, 2)
+        out["cron_ms"] = cron
+        _add_history(conn, 0, 300_000)
+        t0 = time.perf_counter()
+        for _ in range(5):
+            conn.execute(query("metrics_queue_depth")).fetchall()
+        out["metrics_queue_depth_ms_300k_finished"] = round((time.perf_counter() - t0) * 1000 / 5, 2)
+        plan = conn.execute("EXPLAIN " + query("metrics_queue_depth")).fetchall()
+        out["metrics_plan_seq_scan_on_jobs"] = any("Seq Scan on jobs" in r[0] for r in plan)
+    return out
+
+
 def _dist(values: list[float], unit: str) -> dict[str, Any]:
     return {"n": len(values), "unit": unit, **{f"p{p}": round(percentile(values, p), 2) for p in (50, 95, 99)},
             "max": round(max(values), 2)}
@@ -261,6 +297,7 @@ def bench_load(b: Bench, jobs: int = 100_000) -> dict[str, Any]:
 
 
 BENCHES: dict[str, Callable[[Bench], dict[str, Any]]] = {
+    "scale": bench_scale,
     "drain": bench_drain, "pickup": bench_pickup, "cold_start": bench_cold_start,
     "tick": bench_tick, "claim": bench_claim, "precision": bench_precision, "load": bench_load,
 }

@@ -259,12 +259,15 @@ SELECT id, caller, acting_for, started_at, extract(epoch FROM now() - started_at
 
 -- name: metrics_queue_depth
 -- /metrics: queued and running jobs per integration, zeros included (a drained queue must
--- read 0, not vanish). Finished history is not counted: the partial indexes keep this cheap.
-SELECT i.id, s.status::text, count(j.id)
+-- read 0, not vanish). One count per integration and status, each off its partial index
+-- (jobs_claim_idx, jobs_running_idx): finished history is never read, however long it grows.
+SELECT i.id, 'queued' AS status,
+       (SELECT count(*) FROM dispatch.jobs j WHERE j.integration_id = i.id AND j.status = 'queued')
   FROM dispatch.integrations i
- CROSS JOIN (VALUES ('queued'::dispatch.job_status), ('running'::dispatch.job_status)) AS s(status)
-  LEFT JOIN dispatch.jobs j ON j.integration_id = i.id AND j.status = s.status
- GROUP BY i.id, s.status;
+UNION ALL
+SELECT i.id, 'running',
+       (SELECT count(*) FROM dispatch.jobs j WHERE j.integration_id = i.id AND j.status = 'running')
+  FROM dispatch.integrations i;
 
 -- name: metrics_integrations
 SELECT id, health_status, circuit FROM dispatch.integrations;

@@ -326,6 +326,10 @@ BEGIN
                    WHERE r.integration_id = i.id AND r.status = 'running')::integer AS free
         FROM dispatch.integrations i
         WHERE i.enabled AND i.circuit <> 'open'
+          -- Only integrations with a due job: the claim index answers this, so the
+          -- cost follows the queue, not the number of integrations.
+          AND EXISTS (SELECT 1 FROM dispatch.jobs d WHERE d.integration_id = i.id
+                         AND d.status = 'queued' AND d.run_after <= v_now)
     ),
     -- Per integration, at most its free capacity, straight off the partial claim index.
     candidates AS (
@@ -623,18 +627,20 @@ CREATE FUNCTION dispatch.cron_prev(p_spec dispatch.cron_spec, p_tz text, p_befor
     AS $$
 DECLARE
     span interval;
-    x timestamptz; y timestamptz;
+    lo timestamptz; hi timestamptz; mid timestamptz;
 BEGIN
+    -- Widen the window until it holds a slot, then bisect it: cron_next(lo) < p_before <= cron_next(hi)
+    -- (or hi = p_before), and slots are whole minutes apart, so a minute-wide window leaves one answer.
     FOREACH span IN ARRAY ARRAY['2 minutes', '20 minutes', '3 hours', '27 hours', '8 days', '32 days',
                                 '367 days', '1462 days', '8 years', '50 years']::interval[] LOOP
-        x := dispatch.cron_next(p_spec, p_tz, p_before - span);
-        IF x < p_before THEN
-            LOOP
-                y := dispatch.cron_next(p_spec, p_tz, x);
-                EXIT WHEN y IS NULL OR y >= p_before;
-                x := y;
+        lo := p_before - span;
+        IF dispatch.cron_next(p_spec, p_tz, lo) < p_before THEN
+            hi := p_before;
+            WHILE hi - lo > interval '1 minute' LOOP
+                mid := lo + (hi - lo) / 2;
+                IF dispatch.cron_next(p_spec, p_tz, mid) < p_before THEN lo := mid; ELSE hi := mid; END IF;
             END LOOP;
-            RETURN x;
+            RETURN dispatch.cron_next(p_spec, p_tz, lo);
         END IF;
     END LOOP;
     RETURN NULL;
@@ -1261,12 +1267,23 @@ CREATE FUNCTION dispatch.maintain(now timestamp with time zone DEFAULT now()) RE
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
+DECLARE
+    v_batch integer := dispatch.setting('prune_batch_size', '20000')::integer;
+    v_pruned integer;
 BEGIN
     DELETE FROM dispatch.tick_runs
      WHERE started_at < maintain.now - make_interval(days => dispatch.setting('tick_runs_retention_days', '7')::integer);
+    DELETE FROM dispatch.alerts
+     WHERE resolved_at < maintain.now - make_interval(days => dispatch.setting('alert_retention_days', '90')::integer);
+    DELETE FROM dispatch.workers
+     WHERE heartbeat_at < maintain.now - make_interval(days => dispatch.setting('worker_retention_days', '7')::integer);
     -- Crashed daemons' jobs come back even when no daemon is running to rescue them.
     PERFORM dispatch.rescue_expired_leases();
-    PERFORM dispatch.prune_jobs(make_interval(days => dispatch.setting('job_retention_days', '30')::integer));
+    -- Until the backlog is gone (a daemon finishes thousands of jobs a second), within a bound.
+    FOR i IN 1..dispatch.setting('prune_batches_per_run', '50')::integer LOOP
+        v_pruned := dispatch.prune_jobs(make_interval(days => dispatch.setting('job_retention_days', '30')::integer), v_batch);
+        EXIT WHEN v_pruned < v_batch;
+    END LOOP;
     RETURN dispatch.check_alerts(maintain.now);
 END $$;
 
@@ -1275,7 +1292,7 @@ END $$;
 -- Name: FUNCTION maintain(now timestamp with time zone); Type: COMMENT; Schema: dispatch; Owner: -
 --
 
-COMMENT ON FUNCTION dispatch.maintain(now timestamp with time zone) IS 'the per-minute pg_cron duty: lease rescue, job and tick_runs retention, alert checks';
+COMMENT ON FUNCTION dispatch.maintain(now timestamp with time zone) IS 'the per-minute pg_cron duty: lease rescue, retention of jobs (in batches until done), tick runs, alerts and workers, alert checks';
 
 
 --

@@ -15,6 +15,10 @@ import pytest
 from app.db.migrate import upgrade
 from app.devkit.cluster import LocalCluster
 
+# Every receiver and emulator in the tests listens on loopback, which the daemon refuses as a
+# target by default; the guard's own tests pass allow_loopback explicitly.
+os.environ.setdefault("DISPATCH_ALLOW_LOOPBACK_TARGETS", "true")
+
 TEMPLATE = "dispatch_template"
 _counter = itertools.count()
 

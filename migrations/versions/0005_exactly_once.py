@@ -24,9 +24,6 @@ Revises: 0004
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 from alembic import op
 
 revision = "0005"
@@ -363,11 +360,9 @@ END $$"""
 
 
 def _function(revision_file: str, name: str, args: str) -> str:
-    """An earlier revision's text of one function, to restore it on downgrade."""
-    text = Path(__file__).with_name(revision_file).read_text()
-    match = re.search(rf"CREATE FUNCTION dispatch\.{name}\({re.escape(args)}.*?\$\$;\n", text, re.S)
-    assert match, f"{name} not found in {revision_file}"
-    return match.group(0).replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+    from app.migrations import earlier_function
+
+    return earlier_function(revision_file, name, args)
 
 
 def upgrade() -> None:

@@ -1,6 +1,6 @@
 -- integration-dispatch, Alembic revision 0005: Exactly once under slow vendors and stalled daemons: write intents, cancel at the vendor
 -- Rendered by scripts/render-supabase-migrations from migrations/versions/0005_exactly_once.py
--- (sha256 39f5097a6719b11f). Do not edit: change the Alembic migration, re-render.
+-- (sha256 22adaf6bab7dd2ca). Do not edit: change the Alembic migration, re-render.
 -- The Supabase case of its branches: Supabase Vault installed, pg_cron in this database (postgres).
 
 -- One tool per database: refuse a database that Alembic (`integration-dispatch db upgrade`) migrates.
