@@ -145,6 +145,7 @@ class DynamicsBCAdapter:
         found = await self._find(ctx, code, ref)
         if found == "posted":  # an earlier attempt (perhaps applied late) got this far
             await ctx.writes.confirmed(ref, {"journal": code, "posted": True})
+            await self._tidy(ctx, code, ctx.state.get(_journal_key(ctx, code)))  # its post's answer was lost
             return {**result, "already_exported": True, "posted": True}
         if found is None:
             journal_id = await self._journal_id(ctx, code, ref, create=True)
@@ -262,12 +263,16 @@ class DynamicsBCAdapter:
             if await self._posted(ctx, ref):  # an earlier post, applied late, took the lines
                 return
             raise
-        if config.delete_posted_journals and journal_id is not None:
-            self._forget_journal(ctx, code)
-            # Tidying only: a batch left behind is empty and harmless.
-            with contextlib.suppress(RetryableError, PermanentError):
-                await self._call(ctx, "DELETE", f"{_company(ctx)}/journals({journal_id})", write=True,
-                                 what=f"deleting posted journal {code}", headers={"If-Match": "*"})
+        await self._tidy(ctx, code, journal_id)
+
+    async def _tidy(self, ctx: JobContext, code: str, journal_id: str | None) -> None:
+        """Delete the job's posted (so empty) batch. Tidying only: one left behind is harmless."""
+        if journal_id is None or not _config(ctx).delete_posted_journals:
+            return
+        self._forget_journal(ctx, code)
+        with contextlib.suppress(RetryableError, PermanentError):
+            await self._call(ctx, "DELETE", f"{_company(ctx)}/journals({journal_id})", write=True,
+                             what=f"deleting posted journal {code}", headers={"If-Match": "*"})
 
     # -- sync ----------------------------------------------------------------------------
     async def _sync(self, ctx: JobContext, payload: SyncPayload) -> dict[str, Any]:
