@@ -128,7 +128,7 @@ def test_limit_code_on_the_import__not_sent_is_reported(xledger: Vendor) -> None
 
 
 def test_concurrency_limit__a_second_request_in_flight_parks_for_a_second(xledger: Vendor) -> None:
-    xledger.emulator.processing_time = 0.3
+    xledger.emulator.processing_time = 0.8
 
     async def both(http: httpx.AsyncClient) -> list[Any]:
         jobs = [XledgerAdapter().run(xledger.job(http, "export", VOUCHER, key=f"acme:export:{n}"))

@@ -138,7 +138,7 @@ def _concurrently(bc: Vendor, n: int) -> list[httpx.Response]:
 
 
 def test_request_limit__five_at_once_the_rest_queue_then_429(bc: Vendor) -> None:
-    bc.emulator.processing_time, bc.emulator.queue_size = 0.3, 4
+    bc.emulator.processing_time, bc.emulator.queue_size = 1.0, 4
     statuses = sorted(r.status_code for r in _concurrently(bc, 12))
     assert statuses == [200] * 9 + [429] * 3  # 5 processed + 4 queued, 3 beyond the queue
     assert bc.emulator.max_active_seen == 5
@@ -146,7 +146,7 @@ def test_request_limit__five_at_once_the_rest_queue_then_429(bc: Vendor) -> None
 
 
 def test_request_limit__queued_too_long__503_with_retry_after(bc: Vendor) -> None:
-    bc.emulator.processing_time, bc.emulator.queue_timeout = 0.5, 0.1
+    bc.emulator.processing_time, bc.emulator.queue_timeout = 1.0, 0.2
     answers = _concurrently(bc, 7)
     refused = [r for r in answers if r.status_code == 503]
     assert len(refused) == 2 and all(r.headers["retry-after"] == "5" for r in refused)

@@ -144,7 +144,7 @@ def test_main__prints_urls_and_stops_on_sigterm() -> None:
 
 
 def test_concurrency_limit__one_in_flight_per_token(xledger: Vendor) -> None:
-    xledger.emulator.processing_time = 0.3
+    xledger.emulator.processing_time = 0.8
 
     async def two() -> list[dict[str, Any]]:
         async with httpx.AsyncClient() as http:
