@@ -60,6 +60,9 @@ RETURNING id;
 SELECT decision, wait_seconds, sends
   FROM dispatch.begin_write(%(id)s::bigint, %(worker)s::text, %(reference)s::text, %(window)s::double precision);
 
+-- name: withdraw_write
+SELECT dispatch.withdraw_write(%(id)s::bigint, %(worker)s::text, %(reference)s::text);
+
 -- name: confirm_write
 SELECT dispatch.confirm_write(%(id)s::bigint, %(reference)s::text, %(document)s::jsonb);
 

@@ -132,7 +132,8 @@ BEGIN
     -- The window since the last send has passed and the caller's lookup was negative: the
     -- vendor never applied it. Send again, and say so in the ledger.
     UPDATE dispatch.write_intents
-       SET last_sent_at = clock_timestamp(), sends = sends + 1, job_id = p_job_id, worker_id = p_worker,
+       SET previous_sent_at = last_sent_at, last_sent_at = clock_timestamp(), sends = write_intents.sends + 1,
+           job_id = p_job_id, worker_id = p_worker,
            reference = p_reference
      WHERE idempotency_key = v_key
     RETURNING write_intents.sends INTO sends;
@@ -1769,6 +1770,41 @@ END $$;
 
 
 --
+-- Name: withdraw_write(bigint, text, text); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.withdraw_write(p_job_id bigint, p_worker text, p_reference text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+DECLARE
+    v_key text;
+BEGIN
+    SELECT j.idempotency_key INTO v_key FROM dispatch.jobs j
+     WHERE j.id = p_job_id AND j.worker_id = p_worker AND j.status = 'running';
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    DELETE FROM dispatch.write_intents
+     WHERE idempotency_key = v_key AND reference = p_reference AND confirmed_at IS NULL AND sends = 1;
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    UPDATE dispatch.write_intents
+       SET last_sent_at = coalesce(previous_sent_at, last_sent_at), previous_sent_at = NULL, sends = sends - 1
+     WHERE idempotency_key = v_key AND reference = p_reference AND confirmed_at IS NULL AND sends > 1;
+    RETURN FOUND;
+END $$;
+
+
+--
+-- Name: FUNCTION withdraw_write(p_job_id bigint, p_worker text, p_reference text); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.withdraw_write(p_job_id bigint, p_worker text, p_reference text) IS 'the owner''s last send was refused by the vendor before it ran: it cannot land, so it does not hold the window';
+
+
+--
 -- Name: _crypto_aead_det_decrypt(bytea, bytea, bigint, bytea, bytea); Type: FUNCTION; Schema: vault; Owner: -
 --
 
@@ -2447,6 +2483,7 @@ CREATE TABLE dispatch.write_intents (
     worker_id text NOT NULL,
     first_sent_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
     last_sent_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    previous_sent_at timestamp with time zone,
     sends integer DEFAULT 1 NOT NULL,
     confirmed_at timestamp with time zone,
     document jsonb,
@@ -3118,6 +3155,13 @@ GRANT ALL ON FUNCTION dispatch.setting(p_key text, p_default text) TO dispatch_w
 --
 
 GRANT ALL ON FUNCTION dispatch.touch_updated_at() TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION withdraw_write(p_job_id bigint, p_worker text, p_reference text); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.withdraw_write(p_job_id bigint, p_worker text, p_reference text) TO dispatch_worker;
 
 
 --

@@ -3,7 +3,9 @@ payload models and the deterministic external reference that makes exports exact
 
 Rules from reference/vendor-apis.md §4.1: throttling and 5xx are retryable (honour
 ``Retry-After``); a write whose outcome is unknown (read timeout, reset after sending) is
-retryable too, because the next attempt looks the external reference up before writing.
+retryable too, because the next attempt looks the external reference up before writing, and
+(the write-ahead intent, app.adapters.base.Writes) does not write again until the vendor's
+processing window since the last send has passed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ M = TypeVar("M", bound=BaseModel)
 #: Longest wait we accept from a vendor hint; longer ones are clamped (the job is re-queued).
 MAX_RETRY_AFTER_S = 3600.0
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: Statuses that say the vendor refused the request before running it: 429 (throttled) and
+#: 503 (BC: "a 503 from queue timeout means it was never processed", §4.1).
+REFUSED_STATUSES = frozenset({429, 503})
 #: Prefix + 16 hex digits = 18 characters: fits BC's Code[20] documentNumber (§2.8).
 REFERENCE_PREFIX = "ID"
 
@@ -57,6 +62,11 @@ def external_reference(idempotency_key: str) -> str:
     return f"{REFERENCE_PREFIX}{digest}"
 
 
+class Refused(RetryableError):
+    """The vendor refused the request before running it (throttled, queue full): a write
+    refused so was not applied, whatever the write-ahead ledger recorded for it."""
+
+
 # -- HTTP ---------------------------------------------------------------------------------
 async def send(
     http: httpx.AsyncClient, method: str, url: str, *, vendor: str, write: bool, **kwargs: Any
@@ -83,7 +93,8 @@ def status_error(vendor: str, response: httpx.Response, detail: str) -> Dispatch
         return AuthError(message)
     if status in RETRYABLE_STATUSES or status >= 500:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
-        return RetryableError(message, retry_after=retry_after)
+        kind = Refused if status in REFUSED_STATUSES else RetryableError
+        return kind(message, retry_after=retry_after)
     return PermanentError(message)
 
 

@@ -63,10 +63,14 @@ class Writes(Protocol):
        parking :class:`~app.core.errors.RetryableError` while an earlier send may still be
        applied by the vendor, :class:`~app.core.errors.WriteRefused` when this attempt no
        longer owns the job (its lease lapsed) or the job was cancelled;
-    3. send, then ``await ctx.writes.confirmed(ref, doc)`` with what the vendor answered.
+    3. send, then ``await ctx.writes.confirmed(ref, doc)`` with what the vendor answered — or,
+       when the vendor refused the request before running it (429, a queue's 503, a limit
+       code), ``await ctx.writes.not_sent(ref)``, so the refused send does not hold the window.
     """
 
     async def before_write(self, reference: str) -> None: ...
+
+    async def not_sent(self, reference: str) -> None: ...
 
     async def confirmed(self, reference: str, document: dict[str, Any]) -> None: ...
 
@@ -75,6 +79,9 @@ class NoWrites:
     """For contexts built by hand (tests, tools): records nothing, refuses nothing."""
 
     async def before_write(self, reference: str) -> None:
+        return None
+
+    async def not_sent(self, reference: str) -> None:
         return None
 
     async def confirmed(self, reference: str, document: dict[str, Any]) -> None:

@@ -1,10 +1,15 @@
 """Xledger over GraphQL (reference/vendor-apis.md §1).
 
 Exports go in as GL import items (``addGLImportItems``), one voucher per job, all lines in
-one mutation, tagged with ``extIdentifier`` = the job's external reference; a lookup by that
-reference runs first, so a rescued job never imports twice. Syncs page ``transactions``
-changed since a cursor. Every request is billed, so health is passive by default and
-``warm_up`` sends nothing.
+one mutation, tagged with ``extIdentifier`` = the job's external reference. The write-ahead
+protocol (app.adapters.base.Writes) wraps the mutation: look the reference up; record the
+intent; send; confirm. A mutation whose answer was lost may still be applied by Xledger
+later, so a retry that finds nothing waits out ``write_window`` since the last send before it
+imports again. Syncs page ``transactions`` changed since a cursor. Every request is billed,
+so health is passive by default and ``warm_up`` sends nothing.
+
+Xledger's limit codes (burst, concurrency, credits) reject a request before it runs: the job
+parks until the limit lifts (``resetAt`` for credits) without spending an attempt.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.adapters._vendor_http import (
     ExportPayload,
+    Refused,
     SyncPayload,
     credentials_json,
     external_reference,
@@ -38,6 +44,9 @@ ERR_CONCURRENCY = "BAD_REQUEST.CONCURRENCY_LIMIT_REACHED"
 ERR_CREDITS = "BAD_REQUEST.INSUFFICIENT_CREDITS"
 #: The waits Xledger's own sample client uses for its limit codes (§1.3).
 LIMIT_WAITS = {ERR_BURST: 5.0, ERR_CONCURRENCY: 1.0, ERR_CREDITS: 20 * 60.0}
+#: How long Xledger may still apply a mutation after the client stopped waiting. Not
+#: published (§1.10 q5): 5 minutes is an assumption, see docs/exactly-once.md.
+WRITE_WINDOW_S = 300.0
 AUTH_CODES = frozenset({"UNAUTHENTICATED", "UNAUTHORIZED", "FORBIDDEN"})
 
 PROBE = "query { __typename }"
@@ -68,6 +77,10 @@ class XledgerConfig(BaseModel):
     page_size: Annotated[int, Field(ge=1, le=10_000)] = 1000
     transaction_source: Annotated[str, Field(min_length=1, max_length=20)] = "GL"
     timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
+    #: Overrides the adapter's ``write_window`` (300 s, an assumption): how long a retry waits,
+    #: since the last send, before it imports again when the lookup finds nothing. Lower it
+    #: only where Xledger's processing time is known to be shorter; tests use a few seconds.
+    write_window_seconds: float | None = Field(None, ge=0)
 
 
 Context = JobContext | ProbeContext
@@ -80,6 +93,11 @@ class XledgerAdapter:
     default_health_mode: ClassVar[str] = "passive"
     #: a sync without `since` gets the cursor the last successful sync returned
     resumes_sync: ClassVar[bool] = True
+    write_window: ClassVar[float] = WRITE_WINDOW_S
+
+    def job_timeout(self, config: XledgerConfig) -> float:
+        """The longest a job can take: the lookup and the import, one timeout each, and margin."""
+        return 2 * config.timeout_seconds + 30.0
 
     async def run(self, ctx: JobContext) -> dict[str, Any]:
         if ctx.kind == "export":
@@ -101,12 +119,19 @@ class XledgerAdapter:
         ref = external_reference(ctx.idempotency_key)
         existing = await self._lookup(ctx, ref)
         result = {"external_reference": ref, "lines": len(payload.lines)}
-        if existing:
+        if existing:  # written by an earlier attempt (perhaps applied late): nothing to send
+            await ctx.writes.confirmed(ref, {"db_ids": existing})
             return {**result, "already_exported": True, "db_ids": existing}
         inputs = _import_inputs(payload, ref, _config(ctx).transaction_source)
-        data = await self._graphql(ctx, IMPORT, {"inputs": inputs}, what="the GL import",
-                                   write=True)
+        await ctx.writes.before_write(ref)
+        try:
+            data = await self._graphql(ctx, IMPORT, {"inputs": inputs}, what="the GL import",
+                                       write=True)
+        except Refused:  # a limit code or 429/503: the import never ran
+            await ctx.writes.not_sent(ref)
+            raise
         db_ids = [edge["node"]["dbId"] for edge in data["addGLImportItems"]["edges"]]
+        await ctx.writes.confirmed(ref, {"db_ids": db_ids})
         return {**result, "already_exported": False, "db_ids": db_ids}
 
     async def _lookup(self, ctx: JobContext, ref: str) -> list[int]:
@@ -168,9 +193,12 @@ def graphql_error(error: dict[str, Any], what: str) -> DispatchError:
     code = str(error.get("code") or extensions.get("code") or "")
     message = str(error.get("message") or "unknown error")
     if code in LIMIT_WAITS:
+        # Refused before it ran: the job did nothing wrong. Park it until the limit lifts,
+        # without spending an attempt (credits: until resetAt, else the sample's wait).
         wait = _until(extensions.get("resetAt")) if code == ERR_CREDITS else None
         retry_after = wait if wait is not None else LIMIT_WAITS[code]
-        return RetryableError(f"Xledger limit reached ({code}) during {what}", retry_after)
+        return Refused(f"Xledger limit reached ({code}) during {what}; waiting "
+                       f"{retry_after:.0f} s", retry_after, park=True)
     if "timed out" in message.lower():
         return RetryableError(f"Xledger timed out during {what}")
     if code in AUTH_CODES or "api token" in message.lower():

@@ -121,13 +121,13 @@ class Executor:
         cold = Capabilities.of(adapter).uses_http and ctx.integration.id not in self.warmed
         t0 = time.perf_counter()
         try:
-            result = await self._bounded(adapter.run(ctx), fence)
+            result = await self._bounded(adapter.run(ctx), fence, self._timeout(adapter, ctx))
         except AuthError:
             # Credentials may have been rotated: re-read them once and try again.
             self.credentials.invalidate(ctx.integration.id)
             ctx.credentials = await self._secret(adapter, ctx.integration)
             ctx.state.clear()
-            result = await self._bounded(adapter.run(ctx), fence)
+            result = await self._bounded(adapter.run(ctx), fence, self._timeout(adapter, ctx))
         if cold:
             # Nothing warmed this integration before the job: its first call paid for the
             # connection (and token). Worth knowing for scheduled exports.
@@ -136,13 +136,18 @@ class Executor:
                        ms=round((time.perf_counter() - t0) * 1000, 1))
         return Outcome(Status.SUCCEEDED, result=result if isinstance(result, dict) else {"value": result})
 
-    async def _bounded(self, work: Any, fence: Fence | None) -> Any:
+    async def _bounded(self, work: Any, fence: Fence | None, limit: float) -> Any:
         # asyncio.timeout, not wait_for: no extra task per job on the hot path. The fence
         # brings the deadline forward to the lease's, and renewals push it on.
-        async with asyncio.timeout(self.job_timeout) as timeout:
+        async with asyncio.timeout(limit) as timeout:
             if fence is not None:
-                fence.bind(timeout, asyncio.get_running_loop().time() + self.job_timeout)
+                fence.bind(timeout, asyncio.get_running_loop().time() + limit)
             return await work
+
+    def _timeout(self, adapter: Any, ctx: JobContext) -> float:
+        """The adapter's own bound for a job (e.g. Business Central's post timeout), else ours."""
+        own = getattr(adapter, "job_timeout", None)
+        return float(own(ctx.config)) if callable(own) and ctx.config is not None else self.job_timeout
 
     def write_in_flight(self, job_id: int) -> bool:
         guard = self.guards.get(job_id)

@@ -73,6 +73,10 @@ class WriteGuard:
                                  "find it: nothing was sent again; check the document at the vendor")
         raise WriteRefused(f"job {self.job_id} is no longer this worker's (its lease lapsed); nothing was sent")
 
+    async def not_sent(self, reference: str) -> None:
+        self.in_flight = False
+        await self.store.withdraw_write(self.job_id, reference)
+
     async def confirmed(self, reference: str, document: dict[str, Any]) -> None:
         self.in_flight = False
         await self.store.confirm_write(self.job_id, reference, document)

@@ -103,6 +103,12 @@ class JobStore:
         assert row is not None
         return str(row[0]), float(row[1]), int(row[2])
 
+    async def withdraw_write(self, job_id: int, reference: str) -> bool:
+        params = {"id": job_id, "worker": self.worker_id, "reference": reference}
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(query("withdraw_write"), params)).fetchone()
+        return bool(row and row[0])
+
     async def confirm_write(self, job_id: int, reference: str, document: dict[str, Any]) -> None:
         params = {"id": job_id, "reference": reference, "document": json.dumps(document, default=str)}
         async with self.pool.connection() as conn:

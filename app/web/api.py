@@ -384,7 +384,7 @@ _DISPATCH_RESPONSE = {
         "duplicate": {"type": "boolean", "description": "true when the idempotency key was already used"},
     },
 }
-_HEALTH_SCHEMA = {"type": "object", "required": ["status"], "properties": {
+_HEALTH_SCHEMA: dict[str, Any] = {"type": "object", "required": ["status"], "properties": {
     "status": {"type": "string", "enum": ["ok", "degraded", "unavailable"]}, "database": {"type": "boolean"},
     "listener": {"type": "string"}, "in_flight": {"type": "integer"}, "version": {"type": "string"},
     "duties": {"type": "object", "additionalProperties": {"type": "object", "properties": {

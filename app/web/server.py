@@ -92,7 +92,7 @@ def bounded_protocol(max_connections: int) -> type[Any]:
     that evicts the oldest idle connection (never one with a request in flight)."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class BoundedH11Protocol(H11Protocol):  # type: ignore[misc]
+    class BoundedH11Protocol(H11Protocol):
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             # A connection that never sends a request is closed like an idle keep-alive one.
@@ -136,7 +136,7 @@ def make_server(app: Starlette, host: str, port: int, limits: ServerLimits | Non
 
     config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="warning",
                             access_log=False, server_header=False, http=bounded_protocol(limits.limit_concurrency - 1),
-                            limit_concurrency=limits.limit_concurrency, timeout_keep_alive=limits.keep_alive,
+                            limit_concurrency=limits.limit_concurrency, timeout_keep_alive=max(1, round(limits.keep_alive)),
                             backlog=limits.backlog, h11_max_incomplete_event_size=16 * 1024)
     return Server(config)
 

@@ -1,6 +1,6 @@
 -- integration-dispatch, Alembic revision 0005: Exactly once under slow vendors and stalled daemons: write intents, cancel at the vendor
 -- Rendered by scripts/render-supabase-migrations from migrations/versions/0005_exactly_once.py
--- (sha256 22adaf6bab7dd2ca). Do not edit: change the Alembic migration, re-render.
+-- (sha256 dda587b9ab1e66b2). Do not edit: change the Alembic migration, re-render.
 -- The Supabase case of its branches: Supabase Vault installed, pg_cron in this database (postgres).
 
 -- One tool per database: refuse a database that Alembic (`integration-dispatch db upgrade`) migrates.
@@ -26,6 +26,7 @@ CREATE TABLE dispatch.write_intents (
     worker_id        text NOT NULL,          -- who sent last
     first_sent_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
     last_sent_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    previous_sent_at timestamptz,            -- the send before the last (restored when the vendor refused the last unrun)
     sends            integer NOT NULL DEFAULT 1,
     confirmed_at     timestamptz,            -- the vendor holds it (the write answered, or a lookup found it)
     document         jsonb                   -- what the vendor holds (its ids), once confirmed
@@ -78,13 +79,39 @@ BEGIN
     -- The window since the last send has passed and the caller's lookup was negative: the
     -- vendor never applied it. Send again, and say so in the ledger.
     UPDATE dispatch.write_intents
-       SET last_sent_at = clock_timestamp(), sends = sends + 1, job_id = p_job_id, worker_id = p_worker,
+       SET previous_sent_at = last_sent_at, last_sent_at = clock_timestamp(), sends = write_intents.sends + 1,
+           job_id = p_job_id, worker_id = p_worker,
            reference = p_reference
      WHERE idempotency_key = v_key
     RETURNING write_intents.sends INTO sends;
     decision := 'send'; wait_seconds := 0;
 END $$;
 COMMENT ON FUNCTION dispatch.begin_write IS 'record (durably) that the owner of a running job is about to send its write; refuses while an earlier send may still land';
+
+-- The vendor refused the send before running it (429, 503 from its queue, Xledger's limit
+-- codes): nothing of it can land later, so the window restarts from the send before (or the
+-- intent goes, when that was the only one). Only the attempt that owns the job may say so.
+CREATE FUNCTION dispatch.withdraw_write(p_job_id bigint, p_worker text, p_reference text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_key text;
+BEGIN
+    SELECT j.idempotency_key INTO v_key FROM dispatch.jobs j
+     WHERE j.id = p_job_id AND j.worker_id = p_worker AND j.status = 'running';
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    DELETE FROM dispatch.write_intents
+     WHERE idempotency_key = v_key AND reference = p_reference AND confirmed_at IS NULL AND sends = 1;
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    UPDATE dispatch.write_intents
+       SET last_sent_at = coalesce(previous_sent_at, last_sent_at), previous_sent_at = NULL, sends = sends - 1
+     WHERE idempotency_key = v_key AND reference = p_reference AND confirmed_at IS NULL AND sends > 1;
+    RETURN FOUND;
+END $$;
+COMMENT ON FUNCTION dispatch.withdraw_write IS 'the owner''s last send was refused by the vendor before it ran: it cannot land, so it does not hold the window';
 
 CREATE FUNCTION dispatch.confirm_write(p_job_id bigint, p_reference text, p_document jsonb) RETURNS boolean
 LANGUAGE sql AS $$
@@ -396,6 +423,7 @@ DO $$ BEGIN
         GRANT UPDATE (period_end) ON dispatch.schedules TO dispatch_worker;
         GRANT EXECUTE ON FUNCTION dispatch.begin_write(bigint, text, text, double precision),
                                   dispatch.confirm_write(bigint, text, jsonb),
+                                  dispatch.withdraw_write(bigint, text, text),
                                   dispatch.is_schedule_key(text, text, text),
                                   dispatch.check_caller_key(text, text, text, text),
                                   dispatch.period_end_for(text, text, timestamptz),

@@ -29,6 +29,7 @@ def xledger(xledger_server: tuple[XledgerEmulator, str]) -> Vendor:
     emulator, url = xledger_server
     emulator.reset()
     emulator.burst_limit = emulator.credits = None
+    emulator.max_in_flight, emulator.processing_time = 1, 0.0
     return Vendor(emulator, url, {"base_url": url, "page_size": 10}, {"token": DEFAULT_TOKEN})
 
 
@@ -44,6 +45,8 @@ def bc(bc_server: tuple[BusinessCentralEmulator, str]) -> Vendor:
     emulator, url = bc_server
     emulator.reset()
     emulator.token_ttl = 3599.0
+    emulator.max_concurrent, emulator.queue_size, emulator.queue_timeout = 5, 95, 480.0
+    emulator.processing_time = 0.0
     config = {"base_url": url, "login_url": url, "company_id": DEFAULT_COMPANY_ID,
               "page_size": 10}
     credentials = {"tenant_id": DEFAULT_TENANT, "client_id": DEFAULT_CLIENT_ID,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,6 +16,7 @@ from app.adapters._vendor_http import external_reference
 from app.adapters.xledger import XledgerAdapter
 from app.core.errors import AuthError, PermanentError, RetryableError
 from app.devkit.emulators.xledger import ERR_BURST, ERR_CONCURRENCY, ERR_CREDITS
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +41,7 @@ def test_export__imports_one_voucher_tagged_with_the_external_reference(xledger:
     result = run(xledger, "export", VOUCHER)
     ref = external_reference(KEY)
     assert result["already_exported"] is False and result["external_reference"] == ref
+    assert xledger.writes.calls == [("before_write", ref), ("confirmed", ref)]
     assert xledger.emulator.documents() == {ref: {"lines": 3, "dbIds": result["db_ids"]}}
     assert xledger.emulator.log.count("write") == 1
 
@@ -98,6 +102,7 @@ def test_limit_codes__retryable_with_the_documented_wait(
     with pytest.raises(RetryableError) as caught:
         run(xledger, "export", VOUCHER)
     assert caught.value.retry_after == pytest.approx(wait, abs=2)
+    assert caught.value.park  # refused before it ran: the job waits, no attempt spent
     assert xledger.emulator.log.entries()[0].fault == code
     assert xledger.emulator.log.count("write") == 0
 
@@ -106,8 +111,69 @@ def test_burst_limit__from_the_emulators_own_counter(xledger: Vendor) -> None:
     xledger.emulator.burst_limit = 1  # the lookup passes, the import is throttled
     with pytest.raises(RetryableError) as caught:
         run(xledger, "export", VOUCHER)
-    assert caught.value.retry_after == 5.0
+    assert caught.value.retry_after == 5.0 and caught.value.park
     assert xledger.emulator.documents() == {}
+
+
+def test_limit_code_on_the_import__not_sent_is_reported(xledger: Vendor) -> None:
+    xledger.writes = type(xledger.writes)(window=300.0, with_not_sent=True)
+    xledger.emulator.faults.push(match="write", code=ERR_CREDITS,
+                                 reset_at=(datetime.now(UTC) + timedelta(seconds=30)).isoformat())
+    with pytest.raises(RetryableError) as caught:
+        run(xledger, "export", VOUCHER)
+    assert caught.value.park and caught.value.retry_after == pytest.approx(30, abs=2)
+    ref = external_reference(KEY)
+    assert xledger.writes.calls == [("before_write", ref), ("not_sent", ref)]
+    assert run(xledger, "export", VOUCHER)["already_exported"] is False  # no window to wait out
+
+
+def test_concurrency_limit__a_second_request_in_flight_parks_for_a_second(xledger: Vendor) -> None:
+    xledger.emulator.processing_time = 0.8
+
+    async def both(http: httpx.AsyncClient) -> list[Any]:
+        jobs = [XledgerAdapter().run(xledger.job(http, "export", VOUCHER, key=f"acme:export:{n}"))
+                for n in range(2)]
+        return list(await asyncio.gather(*jobs, return_exceptions=True))
+
+    outcomes = with_client(both)
+    refused = [o for o in outcomes if isinstance(o, RetryableError)]
+    assert len(refused) == 1 and refused[0].park and refused[0].retry_after == 1.0, outcomes
+    assert ERR_CONCURRENCY in str(refused[0])
+    assert len(xledger.emulator.documents()) == 1
+
+
+def test_export__late_import__the_retry_waits_the_window_then_finds_it(xledger: Vendor) -> None:
+    xledger.writes.window = 30.0
+    xledger.config["timeout_seconds"] = 0.3
+    xledger.emulator.faults.push(match="write", kind="late:1", delay=0.6)
+    with pytest.raises(RetryableError, match="may have happened"):
+        run(xledger, "export", VOUCHER)
+    assert xledger.emulator.documents() == {}  # a plain lookup-then-write would import twice
+    with pytest.raises(RetryableError) as parked:
+        run(xledger, "export", VOUCHER)
+    assert parked.value.park and 25 < (parked.value.retry_after or 0) <= 30
+    xledger.emulator.wait_late_applied()
+    again = run(xledger, "export", VOUCHER)
+    assert again["already_exported"] is True
+    assert [d["lines"] for d in xledger.emulator.documents().values()] == [3]
+    assert xledger.emulator.log.count("write") == 1
+    ref = external_reference(KEY)
+    assert xledger.writes.intents[ref].confirmed == {"db_ids": again["db_ids"]}
+
+
+def test_export__window_passed_and_nothing_found__sent_again(xledger: Vendor) -> None:
+    xledger.writes.window = 0.5
+    xledger.emulator.faults.push(match="write", status=500)  # lost: never applied
+    with pytest.raises(RetryableError):
+        run(xledger, "export", VOUCHER)
+    with pytest.raises(RetryableError) as parked:
+        run(xledger, "export", VOUCHER)
+    assert parked.value.park
+    wait_for(lambda: time.monotonic() - xledger.writes.intents[external_reference(KEY)].last_sent_at > 0.5,
+             5, message="the window passed")
+    assert run(xledger, "export", VOUCHER)["already_exported"] is False
+    assert xledger.writes.intents[external_reference(KEY)].sends == 2
+    assert len(xledger.emulator.documents()) == 1
 
 
 def test_http_503_with_retry_after__retryable(xledger: Vendor) -> None:

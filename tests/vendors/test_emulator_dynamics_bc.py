@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -9,6 +10,7 @@ import pytest
 from vendor_harness import Vendor
 
 from app.devkit.emulators.dynamics_bc import DEFAULT_COMPANY_ID, SCOPE
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -118,3 +120,93 @@ def test_control__settings_and_expire_tokens_over_http(bc: Vendor) -> None:
     assert token(bc).json()["expires_in"] == 5
     assert httpx.post(bc.url + "/_emulator/settings", json={"nope": 1}).status_code == 400
     assert httpx.post(bc.url + "/_emulator/expire-tokens").status_code == 204
+
+
+def _bearer(bc: Vendor) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(bc).json()['access_token']}"}
+
+
+def _concurrently(bc: Vendor, n: int) -> list[httpx.Response]:
+    headers = _bearer(bc)
+    root = f"{bc.url}/v2.0/{bc.credentials['tenant_id']}/production/api/v2.0/companies"
+
+    async def many() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=10) as http:
+            return list(await asyncio.gather(*(http.get(root, headers=headers) for _ in range(n))))
+
+    return asyncio.run(many())
+
+
+def test_request_limit__five_at_once_the_rest_queue_then_429(bc: Vendor) -> None:
+    bc.emulator.processing_time, bc.emulator.queue_size = 1.0, 4
+    statuses = sorted(r.status_code for r in _concurrently(bc, 12))
+    assert statuses == [200] * 9 + [429] * 3  # 5 processed + 4 queued, 3 beyond the queue
+    assert bc.emulator.max_active_seen == 5
+    assert bc.emulator.active == bc.emulator.queued == 0
+
+
+def test_request_limit__queued_too_long__503_with_retry_after(bc: Vendor) -> None:
+    bc.emulator.processing_time, bc.emulator.queue_timeout = 1.0, 0.2
+    answers = _concurrently(bc, 7)
+    refused = [r for r in answers if r.status_code == 503]
+    assert len(refused) == 2 and all(r.headers["retry-after"] == "5" for r in refused)
+    assert refused[0].json()["error"]["code"] == "Internal_ServiceUnavailable"
+
+
+def _journal_with_lines(bc: Vendor, account: str, posting_date: str = "2026-02-01") -> str:
+    company = f"companies({DEFAULT_COMPANY_ID})"
+    journal = api(bc, "POST", f"/{company}/journals", json={"code": "T1", "displayName": "t"}).json()
+    for acct, amount in ((account, 5), ("10100", -5)):
+        line = {"accountNumber": acct, "amount": amount, "documentNumber": "D1", "postingDate": posting_date}
+        assert api(bc, "POST", f"/{company}/journals({journal['id']})/journalLines", json=line).status_code == 201
+    return f"/{company}/journals({journal['id']})"
+
+
+def test_post_time_validation__blocked_account_fails_the_whole_post(bc: Vendor) -> None:
+    bc.emulator.blocked_accounts = {"10700"}
+    journal = _journal_with_lines(bc, "10700")  # lines are accepted ...
+    posted = api(bc, "POST", journal + "/Microsoft.NAV.post")  # ... the post is not
+    assert posted.status_code == 400 and posted.json()["error"]["code"] == "Application_DialogException"
+    assert "Blocked must be equal to 'No'" in posted.json()["error"]["message"]
+    assert bc.emulator.documents() == {"D1": {"lines": 2, "entries": 0}}
+
+
+def test_post_time_validation__closed_period(bc: Vendor) -> None:
+    bc.emulator.allow_posting_from = "2026-03-01"
+    journal = _journal_with_lines(bc, "10700", posting_date="2026-02-01")
+    posted = api(bc, "POST", journal + "/Microsoft.NAV.post")
+    assert posted.status_code == 400 and "allowed posting dates" in posted.json()["error"]["message"]
+
+
+def test_journals__code10_and_delete(bc: Vendor) -> None:
+    company = f"/companies({DEFAULT_COMPANY_ID})"
+    too_long = api(bc, "POST", company + "/journals", json={"code": "ELEVENCHARS"})
+    assert too_long.json()["error"]["code"] == "Application_StringExceededLength"
+    journal = _journal_with_lines(bc, "10700")
+    assert api(bc, "DELETE", journal, headers={"If-Match": "*"}).status_code == 204
+    assert bc.emulator.journals == {} and bc.emulator.documents() == {}
+    assert api(bc, "GET", journal + "/journalLines").status_code == 404
+
+
+def test_late_fault__batch_accepted_unanswered_applied_later(bc: Vendor) -> None:
+    company = f"companies({DEFAULT_COMPANY_ID})"
+    journal = api(bc, "POST", f"/{company}/journals", json={"code": "T"}).json()
+    lines = [{"accountNumber": "10100", "amount": a, "documentNumber": "D1"} for a in (5, -5)]
+    requests = [{"id": str(i), "method": "POST", "url": f"{company}/journals({journal['id']})/journalLines",
+                 "body": b} for i, b in enumerate(lines)]
+    bc.emulator.faults.push(match="batch", late=0.5)
+    with pytest.raises(httpx.RemoteProtocolError):
+        api(bc, "POST", "/$batch", json={"requests": requests}, headers={"Isolation": "snapshot"})
+    assert bc.emulator.documents() == {}
+    bc.emulator.wait_late_applied(1, timeout=5)
+    assert bc.emulator.documents() == {"D1": {"lines": 2, "entries": 0}}
+
+
+def test_late_committed_rows__invisible_until_committed(bc: Vendor) -> None:
+    bc.emulator.seed(3)
+    bc.emulator.commit_late(2, visible_in=0.4, stamp_age=60)
+    path = f"/companies({DEFAULT_COMPANY_ID})/generalLedgerEntries"
+    assert len(api(bc, "GET", path).json()["value"]) == 3
+    wait_for(lambda: len(api(bc, "GET", path).json()["value"]) == 5, 5, interval=0.1, message="late rows")
+    stamps = [e["lastModifiedDateTime"] for e in api(bc, "GET", path).json()["value"]]
+    assert stamps[-1] < stamps[0]  # committed last, stamped first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 from vendor_harness import Vendor
 
 from app.devkit.emulators import XledgerEmulator, serve
-from app.devkit.emulators.xledger import DEFAULT_TOKEN, ERR_CREDITS
+from app.devkit.emulators.xledger import DEFAULT_TOKEN, ERR_CONCURRENCY, ERR_CREDITS
 
 pytestmark = pytest.mark.integration
 
@@ -140,3 +141,42 @@ def test_main__prints_urls_and_stops_on_sigterm() -> None:
         finally:
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=10) == 0
+
+
+def test_concurrency_limit__one_in_flight_per_token(xledger: Vendor) -> None:
+    xledger.emulator.processing_time = 0.8
+
+    async def two() -> list[dict[str, Any]]:
+        async with httpx.AsyncClient() as http:
+            calls = [http.post(xledger.url + "/graphql", json={"query": "{ __typename }"}, headers=AUTH)
+                     for _ in range(2)]
+            return [r.json() for r in await asyncio.gather(*calls)]
+
+    answers = asyncio.run(two())
+    codes = sorted(str(a.get("errors", [{}])[0].get("code")) for a in answers)
+    assert codes == [ERR_CONCURRENCY, "None"]  # one answered, one refused at once
+    assert xledger.emulator.in_flight[DEFAULT_TOKEN] == 0
+    xledger.emulator.max_in_flight = None
+    assert "errors" not in asyncio.run(two())[1]
+
+
+def test_late_fault__accepted_unanswered_applied_later(xledger: Vendor) -> None:
+    pushed = httpx.post(xledger.url + "/_emulator/faults", json={"match": "write", "kind": "late:0.5"})
+    assert pushed.status_code == 201 and pushed.json()["late"] == 0.5
+    assert httpx.post(xledger.url + "/_emulator/faults", json={"kind": "soon"}).status_code == 400
+    with pytest.raises(httpx.RemoteProtocolError):
+        gql(xledger, IMPORT, {"inputs": [node("1010", "101.00"), node("1920", "-101.00")]})
+    assert xledger.emulator.documents() == {} and xledger.emulator.late_pending == 1
+    xledger.emulator.wait_late_applied(1, timeout=5)
+    assert xledger.emulator.documents()["R1"]["lines"] == 2
+    entry = xledger.emulator.log.entries("write")[0]
+    assert entry.status == 0 and entry.fault == "late=0.5"
+
+
+def test_late_fault__held_until_the_clients_read_times_out(xledger: Vendor) -> None:
+    xledger.emulator.faults.push(match="write", late=0.4, delay=1.0)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(xledger.url + "/graphql", headers=AUTH, timeout=0.2,
+                   json={"query": IMPORT, "variables": {"inputs": [node("1010", "1"), node("1920", "-1")]}})
+    xledger.emulator.wait_late_applied(1, timeout=5)
+    assert xledger.emulator.documents()["R1"]["lines"] == 2

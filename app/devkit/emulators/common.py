@@ -4,6 +4,11 @@ A test (in-process) pushes faults on ``emulator.faults``; another process (the d
 under test, the demo) posts the same fields to ``POST /_emulator/faults``. Every request,
 faulted or not, lands in the request log so a test can count calls and measure the waits
 between retries.
+
+Late processing (``late=<seconds>``, or ``kind="late:<seconds>"``) is what real vendors do
+under load: the request is accepted, the client never gets an answer (the connection is held
+for ``delay`` seconds, long enough for its read to time out, then closed), and the write is
+applied ``late`` seconds after it arrived, whoever asks in the meantime.
 """
 
 from __future__ import annotations
@@ -48,6 +53,20 @@ class Fault:
     reset_at: str | None = None
     #: Expire every issued OAuth token before handling (BC).
     expire_token: bool = False
+    #: Late processing: apply the request this many seconds after it arrived; the client
+    #: gets no answer (the connection is held ``delay`` seconds, then closed).
+    late: float | None = None
+    #: Shorthand for the fault's shape, e.g. ``"late:5"`` (= ``late=5``).
+    kind: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind is not None:
+            name, _, value = self.kind.partition(":")
+            if name != "late" or not value:
+                raise TypeError(f"unknown fault kind {self.kind!r} (known: 'late:<seconds>')")
+            self.late = float(value)
+        if self.late is not None and self.late < 0:
+            raise TypeError("late must be >= 0 seconds")
 
     def matches(self, kind: str, operation: str) -> bool:
         return self.match is None or self.match in (kind, operation)
@@ -156,6 +175,7 @@ def fault_label(fault: Fault | None) -> str | None:
         return None
     parts = [str(fault.status or fault.code or ""), "reset" if fault.reset else ""]
     parts.append(f"delay={fault.delay}" if fault.delay else "")
+    parts.append(f"late={fault.late:g}" if fault.late is not None else "")
     return " ".join(p for p in parts if p) or "fault"
 
 
@@ -176,6 +196,11 @@ class EmulatorApp:
         self.faults = FaultQueue()
         self.log = RequestLog()
         self._control = Starlette(routes=self._control_routes())
+        #: Late requests accepted and not yet applied, and when each applied one was applied.
+        self.late_pending = 0
+        self.late_applied: list[LogEntry] = []
+        self._late_tasks: set[asyncio.Task[None]] = set()
+        self._late_lock = threading.Lock()
 
     # -- what each vendor emulator provides -------------------------------------------
     def classify(self, request: Request, body: bytes) -> tuple[str, str]:
@@ -218,6 +243,9 @@ class EmulatorApp:
     async def _serve(self, request: Request, body: bytes, entry: LogEntry, send: Send) -> None:
         fault = self.faults.take(entry.kind, entry.operation)
         entry.fault = fault_label(fault)
+        if fault is not None and fault.late is not None:
+            await self._serve_late(request, body, entry, fault, send)
+            return
         await apply_delay(fault, after=False)
         if fault is not None and fault.expire_token:
             self.expire_tokens()
@@ -232,6 +260,36 @@ class EmulatorApp:
         entry.status, entry.duration = response.status_code, time.time() - entry.time
         await response(request.scope, request.receive, send)
 
+    async def _serve_late(self, request: Request, body: bytes, entry: LogEntry, fault: Fault,
+                          send: Send) -> None:
+        """Accept, schedule the real handling ``fault.late`` s after arrival, never answer."""
+        assert fault.late is not None
+        with self._late_lock:
+            self.late_pending += 1
+        task = asyncio.get_running_loop().create_task(self._apply_late(request, body, entry, fault.late))
+        self._late_tasks.add(task)
+        task.add_done_callback(self._late_tasks.discard)
+        if fault.delay > 0:
+            await asyncio.sleep(fault.delay)
+        await self._reset(entry, send)
+
+    async def _apply_late(self, request: Request, body: bytes, entry: LogEntry, late: float) -> None:
+        await asyncio.sleep(max(0.0, entry.time + late - time.time()))
+        try:
+            await self.handle(request, body, entry.operation)  # the answer goes nowhere
+        finally:
+            with self._late_lock:
+                self.late_pending -= 1
+                self.late_applied.append(entry)
+
+    def wait_late_applied(self, count: int = 1, timeout: float = 30.0) -> None:
+        """Block (a test thread) until ``count`` late requests have been applied."""
+        deadline = time.monotonic() + timeout
+        while len(self.late_applied) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.late_applied)} of {count} late requests applied after {timeout} s")
+            time.sleep(0.02)
+
     @staticmethod
     async def _reset(entry: LogEntry, send: Send) -> None:
         entry.duration = time.time() - entry.time
@@ -241,6 +299,11 @@ class EmulatorApp:
         """Back to the freshly started state: no faults, no log, seed data only."""
         self.faults.clear()
         self.log.clear()
+        for task in list(self._late_tasks):  # they run on the server's loop, maybe another thread
+            task.get_loop().call_soon_threadsafe(task.cancel)
+        with self._late_lock:
+            self.late_pending = 0
+            self.late_applied = []
         self.reset_data()
 
     def settings(self, values: dict[str, Any]) -> None:
@@ -265,7 +328,7 @@ class EmulatorApp:
     async def _post_fault(self, request: Request) -> Response:
         try:
             fault = self.faults.push(**(await request.json()))
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse(asdict(fault), status_code=201)
 

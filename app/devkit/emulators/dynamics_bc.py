@@ -4,10 +4,19 @@ Serves ``POST /{tenant}/oauth2/v2.0/token`` and ``/v2.0/{tenant}/{env}/api/v2.0/
 companies, journals, journalLines, ``Microsoft.NAV.post``, generalLedgerEntries and ``$batch``;
 OData paging (``@odata.nextLink``, ``Prefer: odata.maxpagesize``), ``$top``, ``$select`` and a
 minimal ``$filter``. Errors use the OData envelope ``{"error": {"code", "message"}}``.
+
+Behaving like BC online (§2.6): at most ``max_concurrent`` (5) API requests are processed at
+once per principal; the rest queue (up to ``queue_size``, then 429) and give up with 503 +
+Retry-After after ``queue_timeout`` (8 min online; scale it down in tests). Each request takes
+``processing_time`` seconds. Posting validates what the lines could not: blocked accounts
+and the allowed posting period (``blocked_accounts``, ``allow_posting_from``), and fails the
+whole post. ``commit_late`` adds G/L entries stamped now that only become visible later, as
+rows of a long transaction (or a lagging replica) do.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import copy
@@ -37,6 +46,10 @@ DEFAULT_ACCOUNTS = frozenset({"10100", "10700", "20100", "40100", "60100", "6130
 SCOPE = "https://api.businesscentral.dynamics.com/.default"
 MAX_PAGE = 20_000
 MAX_BATCH = 100
+MAX_CONCURRENT = 5     # per user / principal; the rest queue (§2.6)
+QUEUE_SIZE = 95        # queued requests per user; beyond: 429
+QUEUE_TIMEOUT_S = 480  # a queued request gives up after 8 min: 503 with Retry-After
+JOURNAL_CODE_LEN = 10  # Gen. Journal Batch Name is Code[10]
 # BC's field lengths: Document No. is Code[20], External Document No. is Code[35].
 DOCUMENT_NUMBER_LEN = 20
 EXTERNAL_DOCUMENT_NUMBER_LEN = 35
@@ -138,6 +151,11 @@ class BusinessCentralEmulator(EmulatorApp):
         self.accounts = set(accounts)
         #: Lifetime of issued tokens in seconds; make it short to exercise refresh.
         self.token_ttl = token_ttl
+        #: The request limiter (None: no limit) and each API request's processing time.
+        self.max_concurrent: int | None = MAX_CONCURRENT
+        self.queue_size = QUEUE_SIZE
+        self.queue_timeout = float(QUEUE_TIMEOUT_S)
+        self.processing_time = 0.0
         self._lock = threading.RLock()
         self.reset_data()
 
@@ -147,6 +165,12 @@ class BusinessCentralEmulator(EmulatorApp):
             self.journals: dict[str, dict[str, Any]] = {}
             self.lines: list[dict[str, Any]] = []
             self.gl_entries: list[dict[str, Any]] = []
+            #: Post-time validation: accounts blocked for posting, the first allowed date.
+            self.blocked_accounts: set[str] = set()
+            #: G/L entry id -> when (monotonic) a late-committed entry becomes visible.
+            self._visible_at: dict[str, float] = {}
+            self.allow_posting_from: str | None = None
+            self.active = self.queued = self.max_active_seen = 0
 
     def expire_tokens(self) -> None:
         with self._lock:
@@ -188,13 +212,54 @@ class BusinessCentralEmulator(EmulatorApp):
         if (match["tenant"], match["env"]) != (self.tenant_id, self.environment):
             message = f"Environment {match['env']} does not exist."
             return JSONResponse(odata_error(404, "BadRequest_ResourceNotFound", message), 404)
-        root = str(request.url).split("/api/v2.0/")[0] + "/api/v2.0/"
-        params = dict(request.query_params)
-        status, payload = self.api(request.method, match["rest"], params, _json(body),
-                                   request.headers, root)
+        refused = await self._admit()
+        if refused is not None:
+            return refused
+        try:
+            if self.processing_time > 0:
+                await asyncio.sleep(self.processing_time)
+            root = str(request.url).split("/api/v2.0/")[0] + "/api/v2.0/"
+            params = dict(request.query_params)
+            status, payload = self.api(request.method, match["rest"], params, _json(body),
+                                       request.headers, root)
+        finally:
+            with self._lock:
+                self.active -= 1
         if payload is None:
             return Response(status_code=status)
         return JSONResponse(payload, status)
+
+    async def _admit(self) -> Response | None:
+        """Take a processing slot, queueing like BC online: None when admitted (the caller
+        releases ``active``), else the 429 (queue full) or 503 (queued too long) answer."""
+        with self._lock:
+            if self.max_concurrent is None or self.active < self.max_concurrent:
+                self._start()
+                return None
+            if self.queued >= self.queue_size:
+                message = (f"Too many requests reached. Actual ({self.active + self.queued + 1}). "
+                           f"Maximum ({self.max_concurrent + self.queue_size}).")
+                return JSONResponse(odata_error(429, "Application_TooManyRequests", message), 429)
+            self.queued += 1
+        deadline = time.monotonic() + self.queue_timeout
+        try:
+            while True:
+                await asyncio.sleep(0.005)
+                with self._lock:
+                    if self.max_concurrent is None or self.active < self.max_concurrent:
+                        self._start()
+                        return None
+                if time.monotonic() >= deadline:
+                    body = odata_error(503, "Internal_ServiceUnavailable",
+                                       "The request waited too long in the queue and was not processed.")
+                    return JSONResponse(body, 503, headers={"Retry-After": "5"})
+        finally:
+            with self._lock:
+                self.queued -= 1
+
+    def _start(self) -> None:
+        self.active += 1
+        self.max_active_seen = max(self.max_active_seen, self.active)
 
     def _authorized(self, header: str) -> bool:
         if not header.startswith("Bearer "):
@@ -298,6 +363,7 @@ class BusinessCentralEmulator(EmulatorApp):
     def _create_journal(self, company: str, segments: Any, params: dict[str, str], body: Any,
                         headers: Any, root: str, rest: str) -> tuple[int, Any]:
         code = str((body or {}).get("code", "")).upper()
+        _check_length(code, JOURNAL_CODE_LEN)
         if not code or any(j["code"] == code for j in self.journals.values()):
             message = f"The record in table Gen. Journal Batch already exists. Name='{code}'"
             raise ODataError(400, "Internal_EntityWithSameKeyExists", message)
@@ -306,6 +372,13 @@ class BusinessCentralEmulator(EmulatorApp):
                    "templateDisplayName": "GENERAL", "lastModifiedDateTime": now_iso()}
         self.journals[journal["id"]] = journal
         return 201, with_etag(journal)
+
+    def _delete_journal(self, company: str, segments: Any, params: dict[str, str], body: Any,
+                        headers: Any, root: str, rest: str) -> tuple[int, Any]:
+        journal = self._journal(segments)
+        del self.journals[journal["id"]]
+        self.lines = [line for line in self.lines if line["journalId"] != journal["id"]]
+        return 204, None
 
     def _list_lines(self, company: str, segments: Any, params: dict[str, str], body: Any,
                     headers: Any, root: str, rest: str) -> tuple[int, Any]:
@@ -349,10 +422,23 @@ class BusinessCentralEmulator(EmulatorApp):
         if not lines:
             raise ODataError(400, "Application_DialogException", "There is nothing to post.")
         _check_documents_balance(lines)
+        self._check_postable(lines)
         for line in lines:
             self._post_line(line)
         self.lines = [line for line in self.lines if line["journalId"] != journal["id"]]
         return 204, None
+
+    def _check_postable(self, lines: list[dict[str, Any]]) -> None:
+        """What BC checks only when posting; one failing line fails the whole post."""
+        for line in lines:
+            if line["accountNumber"] in self.blocked_accounts:
+                message = (f"Blocked must be equal to 'No' in G/L Account: No.={line['accountNumber']}. "
+                           "Current value is 'Yes'.")
+                raise ODataError(400, "Application_DialogException", message)
+            if self.allow_posting_from and str(line["postingDate"]) < self.allow_posting_from:
+                message = (f"Posting Date {line['postingDate']} is not within your range of allowed posting "
+                           f"dates in Gen. Journal Line Journal Batch Name='{line['journalDisplayName']}'.")
+                raise ODataError(400, "Application_DialogException", message)
 
     def _post_line(self, line: dict[str, Any]) -> None:
         amount = Decimal(str(line["amount"]))
@@ -369,7 +455,9 @@ class BusinessCentralEmulator(EmulatorApp):
 
     def _list_entries(self, company: str, segments: Any, params: dict[str, str], body: Any,
                       headers: Any, root: str, rest: str) -> tuple[int, Any]:
-        return 200, self._collection(list(self.gl_entries), params, headers, root, rest)
+        now = time.monotonic()
+        visible = [e for e in self.gl_entries if self._visible_at.get(e["id"], 0.0) <= now]
+        return 200, self._collection(visible, params, headers, root, rest)
 
     # -- $batch --------------------------------------------------------------------------
     def _batch(self, body: Any, headers: Any, root: str) -> tuple[int, Any]:
@@ -415,6 +503,22 @@ class BusinessCentralEmulator(EmulatorApp):
                 stamp = (start + timedelta(seconds=i)).isoformat(timespec="milliseconds")
                 self.gl_entries[-1]["lastModifiedDateTime"] = stamp.replace("+00:00", "Z")
 
+    def commit_late(self, count: int, visible_in: float, stamp_age: float = 1.0) -> list[str]:
+        """Add ``count`` G/L entries stamped ``stamp_age`` s ago that readers see only after
+        ``visible_in`` s: a long transaction's rows, stamped at their write and visible at
+        its commit (or a replica catching up). Returns their ids."""
+        with self._lock:
+            stamp = (datetime.now(UTC) - timedelta(seconds=stamp_age)).isoformat(timespec="milliseconds")
+            ids = []
+            for i in range(count):
+                self._post_line({"postingDate": stamp[:10], "documentNumber": f"SEED-LATE-{len(self.gl_entries)}",
+                                 "accountNumber": "10100", "description": f"late {i}", "amount": 0})
+                entry = self.gl_entries[-1]
+                entry["lastModifiedDateTime"] = stamp.replace("+00:00", "Z")
+                self._visible_at[entry["id"]] = time.monotonic() + visible_in
+                ids.append(entry["id"])
+            return ids
+
     def documents(self) -> dict[str, Any]:
         """Journal lines (unposted) and G/L entries (posted) per documentNumber."""
         with self._lock:
@@ -432,6 +536,7 @@ class BusinessCentralEmulator(EmulatorApp):
 _ROUTES: dict[tuple[str, tuple[str, ...]], Any] = {
     ("GET", ("journals",)): BusinessCentralEmulator._list_journals,
     ("POST", ("journals",)): BusinessCentralEmulator._create_journal,
+    ("DELETE", ("journals",)): BusinessCentralEmulator._delete_journal,
     ("GET", ("journals", "journalLines")): BusinessCentralEmulator._list_lines,
     ("POST", ("journals", "journalLines")): BusinessCentralEmulator._create_line,
     ("POST", ("journals", "Microsoft.NAV.post")): BusinessCentralEmulator._post_journal,
@@ -448,7 +553,8 @@ def _operation(method: str, rest: str) -> str:
     last = names[-1] if names else "unknown"
     if last == "Microsoft.NAV.post":
         return "journal.post"
-    return f"{last}.{'list' if method == 'GET' else 'create'}"
+    verb = {"GET": "list", "DELETE": "delete", "PATCH": "update"}.get(method, "create")
+    return f"{last}.{verb}"
 
 
 def _segments(rest: str) -> list[tuple[str, str | None]]:

@@ -3,10 +3,15 @@
 Not a GraphQL server: it finds the root fields of a query and their arguments with a small
 scanner, which is enough for the adapter's own queries. Anything else gets a GraphQL error.
 Errors arrive the Xledger way: HTTP 200 with ``errors[].code`` at the top level of each error.
+
+Limits like Xledger's (§1.3, §1.4): ``max_in_flight`` requests per token at once (1: a second
+request while one is processed gets ``CONCURRENCY_LIMIT_REACHED``), ``burst_limit`` per 5 s,
+``credits`` with ``resetAt``. Each request takes ``processing_time`` seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -168,6 +173,7 @@ class XledgerEmulator(EmulatorApp):
         burst_limit: int | None = None,
         credits: int | None = None,
         credits_reset_s: float = 1200.0,
+        max_in_flight: int | None = 1,
     ) -> None:
         super().__init__()
         self.tokens = set(tokens)
@@ -177,6 +183,10 @@ class XledgerEmulator(EmulatorApp):
         #: Requests left before INSUFFICIENT_CREDITS (None: unlimited).
         self.credits = credits
         self.credits_reset_s = credits_reset_s
+        #: Requests per token processed at once (None: unlimited); the rest are refused.
+        self.max_in_flight = max_in_flight
+        self.processing_time = 0.0
+        self.in_flight: Counter[str] = Counter()
         self.requests_per_token: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._recent: dict[str, deque[float]] = {}
@@ -187,6 +197,7 @@ class XledgerEmulator(EmulatorApp):
             self.items: list[dict[str, Any]] = []
             self.transactions: list[dict[str, Any]] = []
             self.requests_per_token.clear()
+            self.in_flight = Counter()
             self._recent = {}
             self._next_db_id = 1000
 
@@ -229,7 +240,17 @@ class XledgerEmulator(EmulatorApp):
             limited = self._limit(token)
             if limited is not None:
                 return errors_response(limited)
-            return self._execute(_load(body))
+            if self.max_in_flight is not None and self.in_flight[token] >= self.max_in_flight:
+                return errors_response(gql_error(DEFAULT_MESSAGES[ERR_CONCURRENCY], ERR_CONCURRENCY))
+            self.in_flight[token] += 1
+        try:
+            if self.processing_time > 0:
+                await asyncio.sleep(self.processing_time)
+            with self._lock:
+                return self._execute(_load(body))
+        finally:
+            with self._lock:
+                self.in_flight[token] -= 1
 
     def _limit(self, token: str) -> dict[str, Any] | None:
         self.requests_per_token[token] += 1
