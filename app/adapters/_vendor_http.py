@@ -62,6 +62,33 @@ def external_reference(idempotency_key: str) -> str:
     return f"{REFERENCE_PREFIX}{digest}"
 
 
+def vendor_url(value: str, what: str) -> str:
+    """A vendor endpoint from an integration's config: https, except plain http to loopback
+    (the emulators), so credentials never cross the network in the clear."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    host = (parts.hostname or "").lower()
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if parts.scheme == "https" and host:
+        return value
+    if parts.scheme == "http" and loopback:
+        return value
+    raise ValueError(f"{what} must be an https:// URL (plain http only to loopback, for emulators), got {value!r}")
+
+
+def same_origin(link: str, base: str) -> bool:
+    """Whether ``link`` (e.g. an @odata.nextLink) points where ``base`` does: scheme, host, port."""
+    from urllib.parse import urlsplit
+
+    a, b = urlsplit(link), urlsplit(base)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+
+
 class Refused(RetryableError):
     """The vendor refused the request before running it (throttled, queue full): a write
     refused so was not applied, whatever the write-ahead ledger recorded for it."""

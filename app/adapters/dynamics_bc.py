@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from app.adapters._vendor_http import (
     ExportPayload,
@@ -42,10 +42,12 @@ from app.adapters._vendor_http import (
     credentials_json,
     external_reference,
     json_body,
+    same_origin,
     send,
     status_error,
     timeout,
     validate,
+    vendor_url,
 )
 from app.adapters.base import JobContext, ProbeContext
 from app.core.errors import AuthError, DispatchError, PermanentError, RetryableError
@@ -90,6 +92,11 @@ class DynamicsBCConfig(BaseModel):
     #: the lookup finds nothing. Lower it only where BC's behaviour is known (on-premises
     #: without queueing, say); tests use a few seconds.
     write_window_seconds: float | None = Field(None, ge=0)
+
+    @field_validator("base_url", "login_url")
+    @classmethod
+    def _https(cls, value: str, info: ValidationInfo) -> str:
+        return vendor_url(value, str(info.field_name))
 
     def api_root(self, tenant_id: str) -> str:
         base = self.base_url.rstrip("/")
@@ -302,6 +309,10 @@ class DynamicsBCAdapter:
             next_link = body.get("@odata.nextLink")
             if next_link is not None and next_link == url:
                 raise RetryableError("Business Central repeated the same page link during the sync")
+            if next_link is not None and not same_origin(next_link, config.base_url):
+                # The bearer token goes with every page: never to another host.
+                raise PermanentError("Business Central's @odata.nextLink points away from the configured base_url; "
+                                     "refusing to send the token there (check base_url and the environment)")
             # Follow the link verbatim: it carries every option (params=None, because httpx
             # would replace the link's query string with an empty params dict).
             url, query = next_link, None

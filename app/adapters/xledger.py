@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.adapters._vendor_http import (
     ExportPayload,
@@ -31,6 +31,7 @@ from app.adapters._vendor_http import (
     status_error,
     timeout,
     validate,
+    vendor_url,
 )
 from app.adapters.base import JobContext, ProbeContext
 from app.core.errors import AuthError, DispatchError, PermanentError, RetryableError
@@ -81,6 +82,11 @@ class XledgerConfig(BaseModel):
     #: since the last send, before it imports again when the lookup finds nothing. Lower it
     #: only where Xledger's processing time is known to be shorter; tests use a few seconds.
     write_window_seconds: float | None = Field(None, ge=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        return vendor_url(value, "base_url")
 
 
 Context = JobContext | ProbeContext

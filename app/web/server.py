@@ -136,7 +136,8 @@ def make_server(app: Starlette, host: str, port: int, limits: ServerLimits | Non
 
     config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="warning",
                             access_log=False, server_header=False, http=bounded_protocol(limits.limit_concurrency - 1),
-                            limit_concurrency=limits.limit_concurrency, timeout_keep_alive=max(1, round(limits.keep_alive)),
+                            limit_concurrency=limits.limit_concurrency,
+                            timeout_keep_alive=max(1, round(limits.keep_alive)),
                             backlog=limits.backlog, h11_max_incomplete_event_size=16 * 1024)
     return Server(config)
 

@@ -340,3 +340,26 @@ def test_warm_up__fetches_the_token_only(bc: Vendor) -> None:
     assert [e.kind for e in bc.emulator.log.entries()] == ["token"]
     probe(bc)
     assert bc.emulator.log.count("token") == 1
+
+
+def test_config__vendor_urls_must_be_https_except_to_loopback() -> None:
+    import pydantic
+
+    from app.adapters.dynamics_bc import DynamicsBCConfig
+    from app.adapters.xledger import XledgerConfig
+
+    for bad in ("http://api.businesscentral.dynamics.com", "ftp://x", "http://10.0.0.5"):
+        with pytest.raises(pydantic.ValidationError, match="must be an https:// URL"):
+            DynamicsBCConfig(company_id="c", base_url=bad)
+        with pytest.raises(pydantic.ValidationError, match="must be an https:// URL"):
+            XledgerConfig(base_url=bad)
+    assert DynamicsBCConfig(company_id="c", login_url="http://127.0.0.1:9").login_url == "http://127.0.0.1:9"
+
+
+def test_sync__a_next_link_to_another_host_is_not_followed_with_the_token() -> None:
+    from app.adapters._vendor_http import same_origin
+
+    base = "https://api.businesscentral.dynamics.com"
+    assert same_origin(base + "/v2.0/t/production/api/v2.0/companies(c)/generalLedgerEntries?$skiptoken=1", base)
+    assert not same_origin("https://evil.example/v2.0/x", base)
+    assert not same_origin("http://api.businesscentral.dynamics.com/x", base)
