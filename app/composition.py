@@ -116,9 +116,16 @@ class Daemon:
 
         self._install_signals()
         self.duties = self.services()
-        server = make_server(self.http_app(), self.settings.dispatch_http_host, self.port,
-                             ServerLimits.from_settings(self.settings))
-        http_task = asyncio.create_task(server.serve(), name="http")
+        server: Any = None
+        http_task: asyncio.Task[Any] | None = None
+        if self.settings.dispatch_http_enabled:
+            server = make_server(self.http_app(), self.settings.dispatch_http_host, self.port,
+                                 ServerLimits.from_settings(self.settings))
+            http_task = asyncio.create_task(server.serve(), name="http")
+        else:  # callers enqueue through SQL or the Edge Function; no port is opened
+            from app.web.health import HealthView
+
+            self.health_view = HealthView(self.worker, self.listener, self.duties)
         await self.pool.open(wait=False)
         await self.api_pool.open(wait=False)
         await self._register()
@@ -144,7 +151,7 @@ class Daemon:
     async def _record_cold_start(self, server: Any) -> None:
         """Cold start = exec until /health would answer 200 (HTTP bound, DB and listener up)."""
         health = self.health_view  # the one /health answers with
-        while not (server.started and health.report()[0] == 200):  # noqa: ASYNC110 — polls three flags, no event to await
+        while not ((server is None or server.started) and health.report()[0] == 200):  # noqa: ASYNC110 — polls three flags, no event to await
             await asyncio.sleep(0.002)
         self.heartbeat.cold_start_ms = process_age_ms()
         logs.event("daemon.ready", cold_start_ms=self.heartbeat.cold_start_ms)
@@ -164,7 +171,7 @@ class Daemon:
                    grace_s=self.settings.dispatch_shutdown_grace, in_flight=len(self.worker.inflight))
         self.stop_requested.set()
 
-    async def _shutdown(self, server: Any, http_task: asyncio.Task[Any]) -> None:
+    async def _shutdown(self, server: Any, http_task: asyncio.Task[Any] | None) -> None:
         await self.worker.drain(self.settings.dispatch_shutdown_grace)
         logs.event("daemon.drained", logging.DEBUG)
         for task in self.tasks:
@@ -176,8 +183,9 @@ class Daemon:
         logs.event("daemon.duties_stopped", logging.DEBUG)
         with contextlib.suppress(*DB_ERRORS):
             await self.workers.stopped()
-        server.should_exit = True
-        await http_task
+        if server is not None and http_task is not None:
+            server.should_exit = True
+            await http_task
         logs.event("daemon.http_stopped", logging.DEBUG)
         await self.http.aclose()
         await self.pool.close()

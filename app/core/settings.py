@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     supabase_jwt_secret: SecretStr | None = None
     vault_secret_name: str | None = None
 
+    # The daemon's own HTTP port (health probes, /dispatch, /metrics). Optional: where callers
+    # enqueue through SQL or the Edge Function and nothing probes it, turn it off.
+    dispatch_http_enabled: bool = True
     dispatch_http_host: str = "127.0.0.1"
     dispatch_http_port: int = Field(8787, ge=0, le=65535)
     dispatch_concurrency: int = Field(10, ge=1, le=1000)

@@ -212,3 +212,17 @@ def test_listener_loss__health_says_degraded_and_jobs_still_run_by_polling(
     assert body["listener"].startswith("disconnected, polling every 1 s")
     (job_id,) = _insert(conn, 1)
     wait_for(lambda: _status(conn, job_id) == "succeeded", 10, message="the job ran by polling")
+
+
+def test_serve__without_its_http_port_still_runs_jobs_and_opens_no_port(
+        conn: psycopg.Connection, integration: str, daemon_factory: Callable[..., DaemonProcess]) -> None:
+    import socket
+
+    daemon = daemon_factory(start=False, DISPATCH_HTTP_ENABLED="false")
+    daemon.start(wait=False)
+    wait_for(lambda: daemon.events("daemon.ready"), 20, message="the daemon ready (database and listener up)")
+    ids = _insert(conn, 3)
+    wait_for(_all_done(conn), 20, message="jobs done without an HTTP port")
+    assert all(_status(conn, i) == "succeeded" for i in ids)
+    with socket.socket() as s, pytest.raises(OSError):
+        s.connect(("127.0.0.1", daemon.port))  # nothing listens on the port it was given
