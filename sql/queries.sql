@@ -92,7 +92,8 @@ SELECT 1;
 SELECT id, integration_id, kind, payload, status::text AS status, priority, scheduled_for, run_after,
        enqueued_at, started_at, finished_at, attempts, max_attempts, lease_expires_at, worker_id,
        last_error, result, idempotency_key, source, schedule_id,
-       extract(epoch FROM started_at - scheduled_for) AS drift_seconds
+       extract(epoch FROM started_at - scheduled_for) AS drift_seconds,
+       dispatch.job_events_json(id) AS events  -- every attempt, retry and cancel, with its actor
   FROM dispatch.jobs WHERE id = %(id)s::bigint;
 
 -- name: enqueue_job

@@ -373,6 +373,8 @@ _JOB_SCHEMA = {
         "result": {"type": ["object", "null"]}, "idempotency_key": {"type": "string"},
         "source": {"type": "string"}, "schedule_id": {"type": ["integer", "null"]},
         "drift_seconds": {"type": ["number", "null"], "description": "started_at - scheduled_for"},
+        "events": {"type": "array", "description": "the job's history, oldest first (dispatch.job_events)",
+                   "items": {"type": "object"}},
     },
 }
 _DISPATCH_RESPONSE = {

@@ -219,6 +219,8 @@ def test_job__shows_timestamps_drift_and_last_error(client: httpx.Client, conn: 
     assert "fail permanently" in job["last_error"]
     for name in ("scheduled_for", "run_after", "enqueued_at", "started_at", "finished_at"):
         datetime.fromisoformat(job[name])
+    # Its history: every event, oldest first.
+    assert [e["event"] for e in job["events"]] == ["enqueued", "claimed", "failed"]
 
 
 @pytest.mark.parametrize(("path", "status"), [
