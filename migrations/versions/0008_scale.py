@@ -16,7 +16,6 @@ Revises: 0007
 from __future__ import annotations
 
 from alembic import op
-
 from app.migrations import earlier_function
 
 revision = "0008"
