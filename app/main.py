@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from app import __version__
+from app.cli import exits
 from app.core.errors import DispatchError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -36,10 +38,21 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return run(minutes=args.minutes)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error exits with exits.USAGE (64) rather than 2: a script can tell
+    "you called me wrong" from "it failed". Subparsers inherit the class."""
+
+    def error(self, message: str) -> Any:  # argparse types it NoReturn
+        self.print_usage(sys.stderr)
+        self.exit(exits.USAGE, f"{self.prog}: error: {message}\n")
+
+
 def build_parser(extensions: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="integration-dispatch",
+    parser = _Parser(prog="integration-dispatch",
                                      description="Postgres-centric scheduler and dispatcher for accounting "
                                                  "syncs and exports.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print the version and exit")
     parser.add_argument("--database-url", help="database to use (default: DATABASE_URL, else libpq's PG* variables)")
     parser.add_argument("--env-file", help="read settings from this env file too (default: DISPATCH_ENV_FILE; "
                                            "no file is read implicitly)")
@@ -80,20 +93,29 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except DispatchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exits.of(exc)
     except KeyboardInterrupt:
-        return 130
+        return exits.INTERRUPTED
     except Exception as exc:  # noqa: BLE001 — one line, never a traceback, for known driver errors
-        import psycopg
+        driver_error = _driver_error(exc)
+        if driver_error is None:
+            raise
+        from app.db.errors import translate
 
-        if isinstance(exc, psycopg.Error):
-            from app.db.errors import translate
+        refusal = translate(driver_error)
+        hint = f"\n  hint: {refusal.hint}" if refusal.hint else ""
+        print(f"error: {refusal.message}{hint}", file=sys.stderr)
+        return {"unavailable": exits.UNAVAILABLE, "unknown_reference": exits.NOT_FOUND}.get(refusal.kind, exits.ERROR)
 
-            refusal = translate(exc)
-            hint = f"\n  hint: {refusal.hint}" if refusal.hint else ""
-            print(f"error: {refusal.message}{hint}", file=sys.stderr)
-            return 2
-        raise
+
+def _driver_error(exc: BaseException) -> Any:
+    """The psycopg error behind ``exc`` (itself, or the one SQLAlchemy wraps for `db`), else None."""
+    import psycopg
+
+    for candidate in (exc, getattr(exc, "orig", None), exc.__cause__):
+        if isinstance(candidate, psycopg.Error):
+            return candidate
+    return None
 
 
 if __name__ == "__main__":

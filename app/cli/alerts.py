@@ -29,8 +29,14 @@ def cmd_alerts_resolve(args: argparse.Namespace) -> int:
             if existing is None:
                 raise NotFound(f"no alert {args.id}: list open alerts with `integration-dispatch alerts list`")
             # Resolving twice is harmless: say so and succeed, so scripts can repeat it.
+            if args.json:
+                print_json({**existing, "already_resolved": True})
+                return 0
             print(f"alert {args.id} was already resolved at {existing['resolved_at']:%Y-%m-%d %H:%M:%S%z}")
             return 0
+    if args.json:
+        print_json({**row, "already_resolved": False})
+        return 0
     print(f"alert {row['id']} ({row['kind']} {row['subject']}) resolved; it reopens if the condition recurs")
     return 0
 
@@ -46,4 +52,5 @@ def register(sub: Any) -> None:
 
     p = alerts.add_parser("resolve", help="mark an alert resolved")
     p.add_argument("id", type=int, help="alert id")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_alerts_resolve)

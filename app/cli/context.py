@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from app.cli import exits
 from app.core.errors import DispatchError
 from app.db.queries import query
 
@@ -30,9 +31,19 @@ def database_url(args: argparse.Namespace) -> str:
 class CommandError(DispatchError):
     """The command could not do what was asked: see the message for what to do."""
 
+    exit_code = exits.ERROR
+
 
 class NotFound(CommandError):
     """No such object: list the existing ones with the matching `list` command."""
+
+    exit_code = exits.NOT_FOUND
+
+
+class TimedOut(CommandError):
+    """A wait ran out of time: try again, or give a longer --timeout."""
+
+    exit_code = exits.TIMEOUT
 
 
 @contextmanager

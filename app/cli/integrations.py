@@ -70,6 +70,9 @@ def cmd_integrations_enable(args: argparse.Namespace) -> int:
         if row is None:
             raise NotFound(f'unknown integration "{args.id}": list them with `integration-dispatch integrations list`')
         operator.record(conn, f"integration.{args.action}", f"integration:{args.id}")
+    if args.json:
+        print_json(row)
+        return 0
     print(f"integration {args.id} {'enabled' if enabled else 'disabled: its queued jobs wait'}")
     return 0
 
@@ -117,6 +120,7 @@ def register(sub: Any) -> None:
                          ("disable", "stop claiming its jobs (they stay queued)")):
         p = group.add_parser(action, help=text)
         p.add_argument("id", help="integration id")
+        json_flag(p)
         p.set_defaults(func=cmd_integrations_enable)
 
     p = group.add_parser("pause", help="stop claiming its jobs, with a reason shown in `health` (they wait)")

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from app.cli import operator
-from app.cli.context import CommandError, NotFound, Row, connect, fetch_all, fetch_one, json_arg
+from app.cli.context import CommandError, NotFound, Row, TimedOut, connect, fetch_all, fetch_one, json_arg
 from app.cli.output import LiveLine, print_json, print_record, print_table
 
 STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
@@ -177,7 +177,7 @@ def wait_and_report(conn: psycopg.Connection[Row], args: argparse.Namespace, job
     """Follow a job to a terminal state: 0 if it succeeded, 1 if it failed or was cancelled."""
     row = wait_for_job(conn, job_id, args.timeout)
     if row["status"] not in TERMINAL:
-        raise CommandError(f"job {job_id} is still {row['status']} after {args.timeout:g}s: "
+        raise TimedOut(f"job {job_id} is still {row['status']} after {args.timeout:g}s: "
                            "is a daemon running? check `integration-dispatch health`")
     # With --json, stdout holds only the JSON document.
     print(f"job {job_id} {row['status']}" + (f": {row['last_error']}" if row["last_error"] else ""),

@@ -29,6 +29,9 @@ def cmd_secrets_set(args: argparse.Namespace) -> int:
             fetch_one(conn, "secret_create", value=value, name=args.name, description=args.description)
         else:
             fetch_one(conn, "secret_update", id=existing["id"], value=value, description=args.description)
+    if args.json:  # the name and what happened, never the value
+        print_json({"name": args.name, "created": existing is None})
+        return 0
     print(f"secret {args.name} {'created' if existing is None else 'updated'} in the vault")
     return 0
 
@@ -70,6 +73,7 @@ def register(sub: Any) -> None:
                                      "(one trailing newline dropped), else from a hidden prompt; never from argv.")
     p.add_argument("name", help="secret name, e.g. acme-xledger")
     p.add_argument("--description", help="what the secret is for (kept on update when omitted)")
+    json_flag(p)
     p.set_defaults(func=cmd_secrets_set)
 
     p = group.add_parser("list", help="secret names, descriptions, timestamps and users (never values)")

@@ -87,7 +87,7 @@ def test_enqueue__scheduled_for_and_priority(cli: CLI, conn: psycopg.Connection,
 
 
 def test_enqueue__unknown_integration_is_one_line_with_a_hint(cli: CLI) -> None:
-    _, err = cli("enqueue", "nope", "sync", code=2)
+    _, err = cli("enqueue", "nope", "sync", code=3)
     lines = err.strip().splitlines()
     assert lines[0] == 'error: unknown integration "nope"'
     assert lines[1].startswith("  hint: add it first") and "integrations add" in lines[1]
@@ -104,12 +104,12 @@ def test_enqueue__bad_payload_says_what_to_do(cli: CLI, integration: str) -> Non
 def test_enqueue__naive_scheduled_for_is_refused(cli: CLI, integration: str) -> None:
     with pytest.raises(SystemExit) as exc:
         cli("enqueue", integration, "sync", "--scheduled-for", "2030-01-01T00:00:00")
-    assert exc.value.code == 2
+    assert exc.value.code == 64
     assert "no UTC offset" in cli.capsys.readouterr().err
 
 
 def test_enqueue__wait_times_out_without_a_daemon(cli: CLI, integration: str) -> None:
-    _, err = cli("enqueue", integration, "sync", "--wait", "--timeout", "0.3", code=2)
+    _, err = cli("enqueue", integration, "sync", "--wait", "--timeout", "0.3", code=75)
     assert "still queued after 0.3s" in err and "health" in err
 
 
@@ -117,7 +117,7 @@ def test_enqueue__wait_reports_the_outcome(cli: CLI, conn: psycopg.Connection, i
     job = cli.json("enqueue", integration, "sync")
     conn.execute("UPDATE dispatch.jobs SET status = 'failed', last_error = 'vendor said no' WHERE id = %s",
                  (job["job_id"],))
-    out, err = cli("jobs", "retry", str(job["job_id"]), "--wait", "--timeout", "0.2", code=2)
+    out, err = cli("jobs", "retry", str(job["job_id"]), "--wait", "--timeout", "0.2", code=75)
     assert "still queued" in err
     conn.execute("UPDATE dispatch.jobs SET status = 'succeeded' WHERE id = %s", (job["job_id"],))
     from app.cli.context import connect
@@ -153,7 +153,7 @@ def test_jobs_show__record_json_and_unknown(cli: CLI, integration: str) -> None:
     assert shown["id"] == job_id and shown["status"] == "queued" and shown["idempotency_key"] == "show-me"
     out, _ = cli("jobs", "show", str(job_id))
     assert any(line.split()[:2] == ["status", "queued"] for line in out.splitlines())
-    _, err = cli("jobs", "show", "999999", code=2)
+    _, err = cli("jobs", "show", "999999", code=3)
     assert err.strip() == "error: no job 999999: list jobs with `integration-dispatch jobs list`"
 
 
@@ -183,7 +183,7 @@ def test_jobs_retry__refuses_a_job_that_is_not_failed_or_cancelled(cli: CLI, con
     assert err.startswith(f"error: job {job_id} is {status} and cannot be retried")
     assert ("new --key" in err) == (status == "succeeded")
     assert _job(conn, job_id)[0] == status
-    cli("jobs", "retry", "999999", code=2)
+    cli("jobs", "retry", "999999", code=3)
 
 
 def test_jobs_cancel__queued_at_once_running_is_a_request_its_worker_records(
@@ -234,7 +234,7 @@ def test_integrations__errors(cli: CLI) -> None:
     assert err.startswith('error: integration "acme" already exists')
     _, err = cli("integrations", "add", "other", "--adapter", "no-such-adapter", code=2)
     assert "no adapter named 'no-such-adapter'" in err and len(err.strip().splitlines()) == 1
-    _, err = cli("integrations", "enable", "ghost", code=2)
+    _, err = cli("integrations", "enable", "ghost", code=3)
     assert err.strip() == 'error: unknown integration "ghost": list them with `integration-dispatch integrations list`'
     _, err = cli("integrations", "add", "Bad Slug", "--adapter", "noop", code=2)
     assert "integrations_id_slug" in err
@@ -262,7 +262,7 @@ def test_schedules__add_and_list(cli: CLI, conn: psycopg.Connection, integration
 
 
 def test_schedules_add__errors(cli: CLI, integration: str) -> None:
-    _, err = cli("schedules", "add", "ghost", "sync", "* * * * *", code=2)
+    _, err = cli("schedules", "add", "ghost", "sync", "* * * * *", code=3)
     assert err.startswith('error: unknown integration "ghost": add it with `integration-dispatch integrations add')
     _, err = cli("schedules", "add", integration, "sync", "* * * * *", "--timezone", "Mars/Olympus", code=2)
     assert err.strip() == "error: unknown time zone 'Mars/Olympus': use an IANA name such as Europe/Oslo or UTC"
@@ -284,7 +284,7 @@ def test_schedules_next__in_the_zone_and_in_utc(cli: CLI, conn: psycopg.Connecti
 
 
 def test_schedules_next__unknown_schedule(cli: CLI) -> None:
-    _, err = cli("schedules", "next", "424242", code=2)
+    _, err = cli("schedules", "next", "424242", code=3)
     assert err.strip() == "error: no schedule 424242: list them with `integration-dispatch schedules list`"
 
 
@@ -368,7 +368,7 @@ def test_alerts__list_resolve_and_all(cli: CLI, conn: psycopg.Connection) -> Non
     assert [a["id"] for a in cli.json("alerts", "list", "--all")] == [alert_id]
     out, _ = cli("alerts", "resolve", str(alert_id))
     assert "already resolved" in out
-    _, err = cli("alerts", "resolve", "999999", code=2)
+    _, err = cli("alerts", "resolve", "999999", code=3)
     assert err.strip() == "error: no alert 999999: list open alerts with `integration-dispatch alerts list`"
 
 
