@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     dispatch_stall_after: float = Field(120.0, gt=0)
     dispatch_watchdog_interval: float = Field(30.0, gt=0)
     dispatch_required_role: str = "service_role"
+    # A scrape credential: GET /metrics (only) also accepts a token with this role claim; empty: none.
+    dispatch_metrics_role: str = "metrics"
     # The audience Auth-issued tokens must carry (default "authenticated"); when set, required of every token.
     dispatch_jwt_audience: str | None = None
     # Accepted `iss` values, comma-separated; default: $SUPABASE_URL/auth/v1 and, for HS256, "supabase".

@@ -52,6 +52,7 @@ class RouteSpec:
     path: str
     summary: str
     public_reason: str | None = None  # None: a verified JWT with the required role is needed
+    scrape: bool = False  # True: a token with the metrics role (DISPATCH_METRICS_ROLE) is accepted too
 
 
 ROUTES: dict[str, RouteSpec] = {
@@ -71,7 +72,7 @@ ROUTES: dict[str, RouteSpec] = {
         "settings or secrets, and client generators and fuzzers can read it without a token")),
     "dispatch": RouteSpec("POST", "/dispatch", "Enqueue a job through dispatch.enqueue_job"),
     "job": RouteSpec("GET", "/jobs/{job_id}", "One job: its state, timestamps, drift and last error"),
-    "metrics": RouteSpec("GET", "/metrics", "Prometheus metrics"),
+    "metrics": RouteSpec("GET", "/metrics", "Prometheus metrics", scrape=True),
 }
 
 
@@ -266,7 +267,8 @@ class Api:
         async def endpoint(request: Request) -> Response:
             try:
                 if spec.public_reason is None:
-                    request.state.claims = await self.verifier.verify(request.headers.get("authorization"))
+                    request.state.claims = await self.verifier.verify(
+                        request.headers.get("authorization"), self.verifier.config.roles_for(spec.scrape))
                 return await handler(request)
             except AuthFailure as exc:
                 return error_response(exc.status, exc.code, exc.message, headers=exc.headers())
@@ -448,6 +450,10 @@ def openapi_document(max_body: int = MAX_BODY_BYTES) -> dict[str, Any]:
         operation = {"operationId": name, "summary": spec.summary, **operation}
         if spec.public_reason:
             operation |= {"security": [], "description": f"Public: {spec.public_reason}."}
+        elif spec.scrape:
+            operation |= {"description": "A token with the required role, or one with the metrics role "
+                                         "(DISPATCH_METRICS_ROLE, default metrics): a scrape credential that opens "
+                                         "this route only."}
         paths.setdefault(spec.path, {})[spec.method.lower()] = operation
     request_schema = DispatchRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     return {

@@ -7,7 +7,10 @@ A request carries ``Authorization: Bearer <jwt>``. HS256 tokens are checked agai
 algorithm, chosen by us and never by the token: an RS/ES token is never checked with the
 shared secret, nor an HS token with a public key (the classic "alg confusion" forgery), and
 ``alg: none`` is refused. ``exp`` is required. The ``role`` claim must equal the required
-role (``DISPATCH_REQUIRED_ROLE``, default ``service_role``).
+role (``DISPATCH_REQUIRED_ROLE``, default ``service_role``), or, on the routes that allow a
+scrape credential (``GET /metrics``), the metrics role (``DISPATCH_METRICS_ROLE``, default
+``metrics``; empty: none). The metrics role can never be one Supabase hands out to every
+caller (``anon``, ``authenticated``): the daemon refuses to start with it.
 
 ``iss`` is required and checked (``DISPATCH_JWT_ISSUER``, comma-separated, overrides the
 defaults): ``$SUPABASE_URL/auth/v1`` (what Supabase Auth writes into the tokens it issues,
@@ -64,6 +67,7 @@ ASYMMETRIC_ALGORITHMS = {"RSA": "RS256", "EC": "ES256"}  # JWK kty -> the one al
 JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 AUTH_PATH = "/auth/v1"
 API_KEY_ISSUER = "supabase"  # the legacy anon/service_role keys' iss
+PUBLIC_ROLES = frozenset({"anon", "authenticated"})  # what Supabase gives every client: never a scrape credential
 AUTH_AUDIENCE = "authenticated"  # Supabase Auth's aud
 MIN_SECRET_BYTES = 32
 MAX_JWKS_BYTES = 256 * 1024
@@ -104,6 +108,7 @@ class AuthConfig:
     jwt_secret: str | None = None
     supabase_url: str | None = None
     required_role: str = "service_role"
+    metrics_role: str | None = "metrics"  # None: no scrape credential, /metrics needs the required role
     audience: str | None = None
     leeway: float = LEEWAY_SECONDS
     issuers: tuple[str, ...] | None = None  # None: the defaults (see the module docstring)
@@ -115,7 +120,9 @@ class AuthConfig:
         secret = settings.supabase_jwt_secret.get_secret_value() if settings.supabase_jwt_secret else None
         issuers = tuple(i.strip() for i in (settings.dispatch_jwt_issuer or "").split(",") if i.strip())
         return cls(jwt_secret=secret or None, supabase_url=(settings.supabase_url or "").rstrip("/") or None,
-                   required_role=settings.dispatch_required_role, audience=settings.dispatch_jwt_audience or None,
+                   required_role=settings.dispatch_required_role,
+                   metrics_role=settings.dispatch_metrics_role.strip() or None,
+                   audience=settings.dispatch_jwt_audience or None,
                    issuers=issuers or None, jwks_max_stale=settings.dispatch_jwks_max_stale,
                    max_response_bytes=min(settings.dispatch_max_response_bytes, 4 * MAX_JWKS_BYTES))
 
@@ -142,6 +149,17 @@ class AuthConfig:
         if self.audience:
             return {self.audience}
         return {AUTH_AUDIENCE} if issuer == self.auth_issuer else None
+
+    def check_metrics_role(self) -> None:
+        if self.metrics_role in PUBLIC_ROLES:
+            raise ConfigError(f"DISPATCH_METRICS_ROLE is '{self.metrics_role}', a role Supabase gives every client: "
+                              "anyone could scrape /metrics; pick a dedicated role such as 'metrics' (or empty: none)")
+
+    def roles_for(self, scrape: bool) -> tuple[str, ...]:
+        """The role claims a route accepts: the required role, and the metrics role where it scrapes."""
+        if scrape and self.metrics_role and self.metrics_role != self.required_role:
+            return (self.required_role, self.metrics_role)
+        return (self.required_role,)
 
     def check_secret(self) -> None:
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
@@ -276,11 +294,13 @@ class Verifier:
 
     def __init__(self, config: AuthConfig, jwks: JwksCache | None = None) -> None:
         config.check_secret()
+        config.check_metrics_role()
         self.config = config
         self.jwks = jwks or (JwksCache(config.jwks_url, max_stale=config.jwks_max_stale,
                                        max_bytes=config.max_response_bytes) if config.jwks_url else None)
 
-    async def verify(self, authorization: str | None) -> dict[str, Any]:
+    async def verify(self, authorization: str | None, roles: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The verified claims; ``roles``: the role claims accepted (default: the required role)."""
         if not self.config.configured:
             raise AuthFailure(503, "auth_not_configured", NOT_CONFIGURED)
         token = bearer_token(authorization)
@@ -288,7 +308,7 @@ class Verifier:
         key = await self._key_for(alg, kid)
         claims = self._decode(token, key, alg)
         self._check_issuer_and_audience(claims, alg)
-        self._check_role(claims)
+        self._check_role(claims, roles or (self.config.required_role,))
         return claims
 
     async def _key_for(self, alg: str, kid: str | None) -> Any:
@@ -339,12 +359,12 @@ class Verifier:
             raise _unauthorized("invalid_audience", f"the token's audience is not accepted here (needs one of "
                                 f"{sorted(wanted)}; DISPATCH_JWT_AUDIENCE)")
 
-    def _check_role(self, claims: dict[str, Any]) -> None:
+    def _check_role(self, claims: dict[str, Any], roles: tuple[str, ...]) -> None:
         role = claims.get("role")
-        if role != self.config.required_role:
+        if role not in roles:
             shown = f"'{_shown(role)}'" if isinstance(role, str) else "no role"
-            raise AuthFailure(403, "wrong_role",
-                              f"this API needs a token with role '{self.config.required_role}'; the token has {shown}")
+            wanted = " or ".join(f"'{r}'" for r in roles)
+            raise AuthFailure(403, "wrong_role", f"this route needs a token with role {wanted}; the token has {shown}")
 
 
 def bearer_token(authorization: str | None) -> str:
