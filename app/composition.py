@@ -19,7 +19,7 @@ from typing import Any
 
 from app import __version__
 from app.adapters import registry
-from app.core import logs
+from app.core import logs, tracing
 from app.core.retry import RetryPolicy
 from app.core.settings import Settings
 from app.daemon.executor import Executor, HttpClients
@@ -72,7 +72,8 @@ class Daemon:
         self.health = Health(self.pool, registry, HealthPolicy(base_interval=s.dispatch_probe_interval))
         self.executor = Executor(registry, self.credentials, self.http, retry=retry,
                                  default_secret_name=s.vault_secret_name, health=self.health,
-                                 last_cursor=self.jobs.last_cursor, jobs=self.jobs)
+                                 last_cursor=self.jobs.last_cursor, jobs=self.jobs,
+                                 trace_context=self.jobs.trace_context)
         self.worker = Worker(self.jobs, self.executor, WorkerConfig(
             worker_id=self.worker_id, concurrency=self.concurrency, poll_interval=s.dispatch_poll_interval,
             lease_seconds=s.dispatch_lease_seconds, retry=retry))
@@ -195,9 +196,13 @@ class Daemon:
 
 def serve(settings: Settings, port: int | None = None, concurrency: int | None = None) -> int:
     logs.setup(settings.dispatch_log_level)
+    tracing.setup()  # imports OpenTelemetry only when an OTEL_ variable is set
     daemon_port = settings.dispatch_http_port if port is None else port
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        return runner.run(Daemon(settings, daemon_port, concurrency or settings.dispatch_concurrency).run())
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(Daemon(settings, daemon_port, concurrency or settings.dispatch_concurrency).run())
+    finally:
+        tracing.shutdown()  # flush the last spans
 
 
 def _loop_factory() -> Any:

@@ -96,6 +96,14 @@ SELECT id, integration_id, kind, payload, status::text AS status, priority, sche
        dispatch.job_events_json(id) AS events  -- every attempt, retry and cancel, with its actor
   FROM dispatch.jobs WHERE id = %(id)s::bigint;
 
+-- name: job_set_trace_context
+-- POST /dispatch, in the enqueue's transaction: the traceparent its run continues (migration 0009).
+UPDATE dispatch.jobs SET trace_context = %(trace_context)s::text WHERE id = %(id)s::bigint;
+
+-- name: job_trace_context
+-- Read by the daemon only when tracing is on (one query per job run).
+SELECT trace_context FROM dispatch.jobs WHERE id = %(id)s::bigint;
+
 -- name: enqueue_job
 SELECT job_id, duplicate FROM dispatch.enqueue_job(
     %(integration_id)s::text, %(kind)s::text, %(payload)s::jsonb, %(scheduled_for)s::timestamptz,

@@ -2044,10 +2044,12 @@ CREATE TABLE dispatch.jobs (
     source text DEFAULT 'sql'::text NOT NULL,
     schedule_id bigint,
     cancel_requested_at timestamp with time zone,
+    trace_context text,
     CONSTRAINT jobs_kind_format CHECK ((kind ~ '^[a-z][a-z0-9_.-]{0,62}$'::text)),
     CONSTRAINT jobs_max_attempts CHECK ((max_attempts >= 1)),
     CONSTRAINT jobs_payload_object CHECK ((jsonb_typeof(payload) = 'object'::text)),
-    CONSTRAINT jobs_running_has_lease CHECK (((status <> 'running'::dispatch.job_status) OR ((worker_id IS NOT NULL) AND (lease_expires_at IS NOT NULL))))
+    CONSTRAINT jobs_running_has_lease CHECK (((status <> 'running'::dispatch.job_status) OR ((worker_id IS NOT NULL) AND (lease_expires_at IS NOT NULL)))),
+    CONSTRAINT jobs_trace_context_size CHECK ((length(trace_context) <= 512))
 );
 
 
@@ -2070,6 +2072,13 @@ COMMENT ON COLUMN dispatch.jobs.scheduled_for IS 'the slot (or the request time)
 --
 
 COMMENT ON COLUMN dispatch.jobs.cancel_requested_at IS 'a cancel asked of a running job: its worker stops the adapter call, then records the outcome';
+
+
+--
+-- Name: COLUMN jobs.trace_context; Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON COLUMN dispatch.jobs.trace_context IS 'W3C traceparent the job was enqueued under (POST /dispatch); its run joins that trace';
 
 
 --

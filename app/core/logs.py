@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+from app.core import tracing
+
 logger = logging.getLogger("dispatch")
 
 
@@ -21,6 +23,10 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if fields:
             data.update(fields)
+        if tracing.on():
+            trace_id = tracing.trace_id()
+            if trace_id:
+                data["trace_id"] = trace_id
         if record.exc_info and record.exc_info[0] is not None:
             data["error_type"] = record.exc_info[0].__name__
         return json.dumps(data, default=str, separators=(",", ":"))

@@ -103,16 +103,24 @@ def httpx_event_hooks() -> dict[str, list[Callable[[Any], Any]]]:
     Latency runs to the response headers (the hook fires before the body is read). A request
     that fails without a response never reaches the response hook: callers that want those
     counted call :func:`observe_vendor_request` with status ``"error"``.
+
+    With tracing on (app/core/tracing.py) each request is a client span too, ended with the
+    response headers; a request that fails without a response leaves no span (the adapter's
+    span records the error).
     """
+    from app.core import tracing
 
     async def on_request(request: httpx.Request) -> None:
         request.extensions["dispatch_t0"] = time.perf_counter()
+        if tracing.on():
+            request.extensions["dispatch_span"] = tracing.http_started(request.method, request.url)
 
     async def on_response(response: httpx.Response) -> None:
         request = response.request
         t0 = request.extensions.get("dispatch_t0")
         if t0 is not None:
             observe_vendor_request(request.url.host, request.method, response.status_code, time.perf_counter() - t0)
+        tracing.http_finished(request.extensions.pop("dispatch_span", None), response.status_code)
 
     return {"request": [on_request], "response": [on_response]}
 

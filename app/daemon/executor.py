@@ -18,7 +18,7 @@ import psycopg
 
 from app.adapters import Registry
 from app.adapters.base import Capabilities, Integration, JobContext, NoWrites, ProbeContext, Writes
-from app.core import logs
+from app.core import logs, tracing
 from app.core.errors import AuthError, PermanentError, RetryableError, WriteRefused
 from app.core.job import ClaimedJob, Outcome, Status
 from app.core.redaction import redact
@@ -66,8 +66,31 @@ class Executor:
     jobs: JobStore | None = None
     #: The write guard of each job running now: the poller asks whether a write is in flight.
     guards: dict[int, WriteGuard] = field(default_factory=dict)
+    #: The traceparent a job was enqueued under (dispatch.jobs.trace_context); read only when tracing is on.
+    trace_context: Callable[[int], Awaitable[str | None]] | None = None
 
     async def execute(self, job: ClaimedJob, fence: Fence | None = None) -> Outcome:
+        if not tracing.on():
+            return await self._execute(job, fence)
+        parent = await self._trace_parent(job.id)
+        with tracing.span("dispatch.job", parent=parent, start=job.started_at, job_id=job.id,
+                          integration=job.integration_id, kind=job.kind, adapter=job.adapter,
+                          attempt=job.attempts) as current:
+            tracing.record("dispatch.claim", job.started_at, job_id=job.id, attempt=job.attempts)
+            outcome = await self._execute(job, fence)
+            tracing.annotate(current, outcome=outcome.status.value, error=outcome.error)
+        return outcome
+
+    async def _trace_parent(self, job_id: int) -> str | None:
+        if self.trace_context is None:
+            return None
+        try:
+            return await self.trace_context(job_id)
+        except Exception as exc:  # noqa: BLE001 — a trace is never worth a job
+            logs.event("tracing.context_unread", logging.WARNING, job_id=job_id, error=type(exc).__name__)
+            return None
+
+    async def _execute(self, job: ClaimedJob, fence: Fence | None) -> Outcome:
         secret: Secret | None = None
         try:
             adapter = self.registry.get(job.adapter)
@@ -120,14 +143,16 @@ class Executor:
     async def _run(self, adapter: Any, ctx: JobContext, fence: Fence | None) -> Outcome:
         cold = Capabilities.of(adapter).uses_http and ctx.integration.id not in self.warmed
         t0 = time.perf_counter()
-        try:
-            result = await self._bounded(adapter.run(ctx), fence, self._timeout(adapter, ctx))
-        except AuthError:
-            # Credentials may have been rotated: re-read them once and try again.
-            self.credentials.invalidate(ctx.integration.id)
-            ctx.credentials = await self._secret(adapter, ctx.integration)
-            ctx.state.clear()
-            result = await self._bounded(adapter.run(ctx), fence, self._timeout(adapter, ctx))
+        with tracing.span("adapter.run", adapter=ctx.integration.adapter, integration=ctx.integration.id,
+                          kind=ctx.kind):
+            try:
+                result = await self._bounded(adapter.run(ctx), fence, self._timeout(adapter, ctx))
+            except AuthError:
+                # Credentials may have been rotated: re-read them once and try again.
+                self.credentials.invalidate(ctx.integration.id)
+                ctx.credentials = await self._secret(adapter, ctx.integration)
+                ctx.state.clear()
+                result = await self._bounded(adapter.run(ctx), fence, self._timeout(adapter, ctx))
         if cold:
             # Nothing warmed this integration before the job: its first call paid for the
             # connection (and token). Worth knowing for scheduled exports.

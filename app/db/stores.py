@@ -125,6 +125,12 @@ class JobStore:
             row = await (await conn.execute(query("last_sync_cursor"), params)).fetchone()
         return str(row[0]) if row and row[0] else None
 
+    async def trace_context(self, job_id: int) -> str | None:
+        """The traceparent the job was enqueued under (read only when tracing is on)."""
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(query("job_trace_context"), {"id": job_id})).fetchone()
+        return str(row[0]) if row and row[0] else None
+
     async def rescue_expired(self) -> int:
         async with self.pool.connection() as conn:
             row = await (await conn.execute(query("rescue_expired_leases"))).fetchone()

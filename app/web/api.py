@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from app import __version__
+from app.core import tracing
 from app.db.errors import translate
 from app.db.queries import query
 from app.web.auth import AuthConfig, AuthFailure, Verifier
@@ -282,19 +283,29 @@ class Api:
 
     # -- routes
     async def dispatch(self, request: Request) -> Response:
-        job = validate_dispatch(parse_json(await read_body(request, self.max_body)))
-        job_id, duplicate = await self._enqueue(job)
-        status = await self._status(job_id) if duplicate else "queued"
+        # A well-formed W3C traceparent is continued; anything else is ignored, never refused.
+        incoming = tracing.valid_traceparent(request.headers.get("traceparent"))
+        with tracing.span("dispatch.enqueue", parent=incoming, server=True,
+                          attributes={"http.request.method": "POST", "http.route": "/dispatch"}) as current:
+            job = validate_dispatch(parse_json(await read_body(request, self.max_body)))
+            # Tracing on: the job's run continues this span; off: the caller's trace, if it sent one.
+            job_id, duplicate = await self._enqueue(job, tracing.traceparent() or incoming)
+            tracing.annotate(current, job_id=job_id, duplicate=duplicate, integration=job.integration_id,
+                             kind=job.kind)
+            status = await self._status(job_id) if duplicate else "queued"
         return JSONResponse({"job_id": job_id, "status": status, "duplicate": duplicate})
 
-    async def _enqueue(self, job: DispatchRequest) -> tuple[int, bool]:
+    async def _enqueue(self, job: DispatchRequest, trace_context: str | None = None) -> tuple[int, bool]:
         from psycopg.types.json import Jsonb
 
         params = {**job.model_dump(), "payload": Jsonb(job.payload or {}), "source": "api"}
-        async with self.pool.connection() as conn:
+        async with self.pool.connection() as conn, conn.transaction():
             row = await (await conn.execute(query("enqueue_job"), params)).fetchone()
-        assert row is not None  # the function always returns one row
-        return int(row[0]), bool(row[1])
+            assert row is not None  # the function always returns one row
+            job_id, duplicate = int(row[0]), bool(row[1])
+            if trace_context and not duplicate:  # a duplicate's run belongs to the first request's trace
+                await conn.execute(query("job_set_trace_context"), {"id": job_id, "trace_context": trace_context})
+        return job_id, duplicate
 
     async def _status(self, job_id: int | None) -> str:
         row = await self._job_row(job_id) if job_id is not None else None
