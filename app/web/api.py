@@ -440,6 +440,10 @@ def _operations(max_body: int) -> dict[str, dict[str, Any]]:
                                          **_errors(401, 403)}},
         "openapi": {"responses": {"200": _json({"type": "object"}, "this document")}},
         "dispatch": {
+            "parameters": [{"name": "traceparent", "in": "header", "required": False,
+                            "description": "W3C trace-context (version 00): the job's run joins this trace; "
+                                           "a malformed value is ignored",
+                            "schema": {"type": "string", "maxLength": 55}}],
             "requestBody": {"required": True, "description": f"at most {max_body} bytes",
                             "content": {"application/json": {"schema": {"$ref": ref + "DispatchRequest"}}}},
             "responses": {"200": _json({"$ref": ref + "DispatchResponse"}, "enqueued, or the duplicate's job"),
