@@ -151,7 +151,7 @@ class Console:
                **context: Any) -> Response:
         template = self.env.get_template(name)
         base = str(request.scope.get("root_path", "")) or "/console"
-        context = {"base": base, "session": session, "csrf": session.csrf if session else "",
+        context = {"title": "Sign in", "base": base, "session": session, "csrf": session.csrf if session else "",
                    "actor": session.actor if session else None, "poll": POLL_SECONDS, "path": request.url.path,
                    "done": _DONE.get(request.query_params.get("done", "")), **context}
         if request.headers.get("x-console-live") == "1" and "live" in template.blocks:
