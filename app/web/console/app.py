@@ -309,7 +309,19 @@ class Console:
             by_day.setdefault(cell["local"].date(), []).append(cell)
         weeks = []
         for week in calendar_module.Calendar(firstweekday=0).monthdatescalendar(year, mon):
-            weeks.append([{"date": d, "in_month": d.month == mon, "cells": by_day.get(d, [])} for d in week])
+            days = []
+            for d in week:
+                cells = by_day.get(d, [])
+                # Many periods a day (hourly crons): every job and every gap stays a link or a
+                # chip; periods with nothing to show yet (upcoming, before the schedule) fold into a count.
+                shown = [c for c in cells if len(cells) == 1 or c["job_id"] or c["outcome"] not in ("pending", "none")]
+                folded: dict[str, int] = {}
+                for c in cells:
+                    if c not in shown:
+                        folded[c["text"]] = folded.get(c["text"], 0) + 1
+                days.append({"date": d, "in_month": d.month == mon, "cells": shown, "folded": folded,
+                             "many": len(cells) > 1})
+            weeks.append(days)
         prev_month = f"{year - 1}-12" if mon == 1 else f"{year}-{mon - 1:02d}"
         next_month = f"{year + 1}-01" if mon == 12 else f"{year}-{mon + 1:02d}"
         return {"schedules": schedules, "schedule": schedule, "weeks": weeks, "month": f"{year}-{mon:02d}",
