@@ -108,7 +108,7 @@ class Daemon:
 
         api = Api(self.settings, self.api_pool, self.worker)
         self.health_view = HealthView(self.worker, self.listener, self.duties)
-        app = build_app(self.health_view, api.routes())
+        app = build_app(self.health_view, [*api.routes(), lazy_console(self.settings, api.verifier)])
         api.check(app)
         return app
 
@@ -192,6 +192,46 @@ class Daemon:
         await self.pool.close()
         await self.api_pool.close()
         logs.event("daemon.stopped", worker_id=self.worker_id)
+
+
+def lazy_console(settings: Settings, verifier: Any, prefix: str = "/console") -> Any:
+    """The web console's route, built on its first request: the daemon's cold start imports
+    neither the console nor Jinja2. The console calls the CLI's functions, handed over here
+    (the composition root is the one place that may join the web and CLI floors)."""
+    from starlette.routing import Match, Mount
+
+    state: dict[str, Any] = {}
+
+    def build() -> Any:
+        from types import SimpleNamespace
+
+        from app.cli import alerts, drift, health, jobs, schedules
+        from app.cli.context import CommandError
+        from app.web.console.app import build as build_console
+
+        ops = SimpleNamespace(jobs=jobs, schedules=schedules, alerts=alerts, health=health, drift=drift,
+                              CommandError=CommandError)
+        url = connect.resolve(None, settings.database_url)
+        return build_console(verifier, url, ops, stall_after=settings.dispatch_stall_after)
+
+    async def console(scope: Any, receive: Any, send: Any) -> None:
+        if "app" not in state:
+            state["app"] = build()
+        await state["app"](scope, receive, send)
+
+    class ConsoleMount(Mount):
+        def matches(self, scope: Any) -> tuple[Match, Any]:
+            match, child = super().matches(scope)
+            root, path = scope.get("root_path", ""), scope.get("path", "")
+            if match is Match.NONE and scope["type"] == "http" and path == root + self.path:
+                # /console itself: the console redirects to /console/
+                child = {"path_params": dict(scope.get("path_params", {})),
+                         "app_root_path": scope.get("app_root_path", root), "root_path": root + self.path,
+                         "endpoint": self.app}
+                return Match.FULL, child
+            return match, child
+
+    return ConsoleMount(prefix, app=console)
 
 
 def serve(settings: Settings, port: int | None = None, concurrency: int | None = None) -> int:

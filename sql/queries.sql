@@ -119,6 +119,10 @@ SELECT id, integration_id, kind, status::text AS status, priority, attempts, max
   FROM dispatch.jobs
  WHERE (%(status)s::text IS NULL OR status = %(status)s::dispatch.job_status)
    AND (%(integration_id)s::text IS NULL OR integration_id = %(integration_id)s::text)
+   AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)
+   AND (%(since)s::timestamptz IS NULL OR scheduled_for >= %(since)s::timestamptz)
+   AND (%(until)s::timestamptz IS NULL OR scheduled_for < %(until)s::timestamptz)
+   AND (%(text)s::text IS NULL OR strpos(lower(last_error), lower(%(text)s::text)) > 0)
  ORDER BY id DESC
  LIMIT %(limit)s::integer;
 
@@ -226,6 +230,7 @@ SELECT s.name, s.description, s.created_at, s.updated_at,
 SELECT integration_id, kind, count(*) AS started,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY drift_seconds) AS p50_s,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY drift_seconds) AS p95_s,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY drift_seconds) AS p99_s,
        max(drift_seconds) AS max_s, max(started_at) AS last_started
   FROM dispatch.job_drift
  WHERE started_at >= now() - %(since)s::interval

@@ -99,9 +99,15 @@ class DaemonProcess:
 
     @property
     def worker_id(self) -> str:
-        """This daemon's id (public /health no longer shows it): from its own start-up log line."""
-        started = wait_for(lambda: self.events("daemon.started"), 10, message="daemon.started in the log")
-        return str(started[0]["worker_id"])
+        """This daemon's id (public /health no longer shows it), from the registry it writes itself."""
+        import psycopg
+
+        assert self.proc is not None
+        with psycopg.connect(self.env["DATABASE_URL"], autocommit=True) as conn:
+            row = wait_for(lambda: conn.execute("SELECT id FROM dispatch.workers WHERE pid = %s "
+                                                "ORDER BY started_at DESC LIMIT 1", [self.proc.pid]).fetchone(),
+                           10, message="the daemon registered in dispatch.workers")
+        return str(row[0])
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -5,13 +5,38 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from app.cli.context import NotFound, connect, fetch_all, fetch_one
+import psycopg
+
+from app.cli import operator
+from app.cli.context import NotFound, Row, connect, fetch_all, fetch_one
 from app.cli.output import print_json, print_table
+
+
+def list_alerts(conn: psycopg.Connection[Row], include_resolved: bool = False, limit: int = 100) -> list[Row]:
+    """Open alerts (or all, with ``include_resolved``), newest first."""
+    return fetch_all(conn, "cli_alerts_list", all=include_resolved, limit=limit)
+
+
+def resolve_alert(conn: psycopg.Connection[Row], alert_id: int, reason: str | None,
+                  who: str | None = None) -> tuple[Row | None, Row | None]:
+    """Resolve one alert as ``who`` (default the OS user), recorded in operator_actions with the
+    reason. Returns (resolved row, None), or (None, the existing row) when it was already
+    resolved; NotFound when there is no such alert."""
+    with conn.transaction():
+        operator.act(conn, reason, who)
+        row = fetch_one(conn, "cli_alert_resolve", id=alert_id)
+        if row is not None:
+            operator.record(conn, "alert.resolve", f"alert:{alert_id}", kind=row["kind"], alert_subject=row["subject"])
+            return row, None
+        existing = fetch_one(conn, "cli_alert_get", id=alert_id)
+    if existing is None:
+        raise NotFound(f"no alert {alert_id}: list open alerts with `integration-dispatch alerts list`")
+    return None, existing
 
 
 def cmd_alerts_list(args: argparse.Namespace) -> int:
     with connect(args) as conn:
-        rows = fetch_all(conn, "cli_alerts_list", all=args.all, limit=args.limit)
+        rows = list_alerts(conn, args.all, args.limit)
     if args.json:
         print_json(rows)
     else:
@@ -23,17 +48,15 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
 
 def cmd_alerts_resolve(args: argparse.Namespace) -> int:
     with connect(args) as conn:
-        row = fetch_one(conn, "cli_alert_resolve", id=args.id)
-        if row is None:
-            existing = fetch_one(conn, "cli_alert_get", id=args.id)
-            if existing is None:
-                raise NotFound(f"no alert {args.id}: list open alerts with `integration-dispatch alerts list`")
-            # Resolving twice is harmless: say so and succeed, so scripts can repeat it.
-            if args.json:
-                print_json({**existing, "already_resolved": True})
-                return 0
-            print(f"alert {args.id} was already resolved at {existing['resolved_at']:%Y-%m-%d %H:%M:%S%z}")
+        row, existing = resolve_alert(conn, args.id, args.reason)
+    if row is None:
+        assert existing is not None
+        # Resolving twice is harmless: say so and succeed, so scripts can repeat it.
+        if args.json:
+            print_json({**existing, "already_resolved": True})
             return 0
+        print(f"alert {args.id} was already resolved at {existing['resolved_at']:%Y-%m-%d %H:%M:%S%z}")
+        return 0
     if args.json:
         print_json({**row, "already_resolved": False})
         return 0
@@ -52,5 +75,6 @@ def register(sub: Any) -> None:
 
     p = alerts.add_parser("resolve", help="mark an alert resolved")
     p.add_argument("id", type=int, help="alert id")
+    operator.reason_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_alerts_resolve)

@@ -5,14 +5,21 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from app.cli.context import connect, fetch_all
+import psycopg
+
+from app.cli.context import Row, connect, fetch_all
 from app.cli.output import print_json, print_table
 
 
+def drift_rows(conn: psycopg.Connection[Row], since: str = "24 hours") -> list[Row]:
+    """Drift percentiles (p50, p95, p99, max) per integration and kind over ``since``."""
+    # The window is the caller's; dispatch.drift_report is the same figures fixed at 24 h.
+    return fetch_all(conn, "cli_drift_from_jobs", since=since)
+
+
 def cmd_drift(args: argparse.Namespace) -> int:
-    # The window is the caller's (--since); dispatch.drift_report is the same figures fixed at 24 h.
     with connect(args) as conn:
-        rows = fetch_all(conn, "cli_drift_from_jobs", since=args.since)
+        rows = drift_rows(conn, args.since)
     if args.json:
         print_json(rows)
         return 0

@@ -5,15 +5,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from app.cli.context import connect, fetch_all, fetch_one
+import psycopg
+
+from app.cli.context import Row, connect, fetch_all, fetch_one
 from app.cli.output import print_json, print_record, print_table
+
+
+def health_snapshot(conn: psycopg.Connection[Row]) -> dict[str, Any]:
+    """Integration health (circuit, pause, queue), the daemons' registry and the last tick."""
+    return {"integrations": fetch_all(conn, "cli_health_integrations_ops"),
+            "workers": fetch_all(conn, "cli_health_workers"), "last_tick": fetch_one(conn, "cli_health_last_tick")}
 
 
 def cmd_health(args: argparse.Namespace) -> int:
     with connect(args) as conn:
-        integrations = fetch_all(conn, "cli_health_integrations_ops")
-        workers = fetch_all(conn, "cli_health_workers")
-        last_tick = fetch_one(conn, "cli_health_last_tick")
+        snapshot = health_snapshot(conn)
+    integrations, workers, last_tick = snapshot["integrations"], snapshot["workers"], snapshot["last_tick"]
     if args.json:
         print_json({"integrations": integrations, "workers": workers, "last_tick": last_tick})
         return 0

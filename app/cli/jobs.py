@@ -60,11 +60,50 @@ def _report(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
         print(text)
 
 
-# -- jobs
+# -- jobs: plain functions (the CLI and the web console call them), then the commands
+def list_jobs(conn: psycopg.Connection[Row], *, status: str | None = None, integration_id: str | None = None,
+              kind: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None,
+              text: str | None = None, limit: int = 50) -> list[Row]:
+    """The most recent jobs, newest first; ``since``/``until`` bound ``scheduled_for``, ``text``
+    is a case-insensitive substring of ``last_error``."""
+    return fetch_all(conn, "cli_jobs_list", status=status, integration_id=integration_id, kind=kind, since=since,
+                     until=until, text=text or None, limit=limit)
+
+
+def show_job(conn: psycopg.Connection[Row], job_id: int) -> tuple[Row, list[Row]]:
+    """One job and its event timeline (oldest first); NotFound when there is no such job."""
+    row = fetch_one(conn, "get_job", id=job_id)
+    if row is None:
+        raise NotFound(f"no job {job_id}: list jobs with `integration-dispatch jobs list`")
+    return row, fetch_all(conn, "job_events", id=job_id)
+
+
+def retry_job(conn: psycopg.Connection[Row], job_id: int, reason: str | None, who: str | None = None) -> Row:
+    """Put one failed or cancelled job back in the queue, as ``who`` (default the OS user)."""
+    with conn.transaction():
+        operator.act(conn, reason, who)
+        row = fetch_one(conn, "cli_jobs_retry_many", ids=[job_id])
+        if row is None:
+            raise _why_not(conn, job_id, "retried", "only failed or cancelled jobs can be retried")
+        # Inside the transaction: the notification goes out at commit, when the row is visible.
+        fetch_one(conn, "cli_notify_jobs")
+    return row
+
+
+def cancel_job(conn: psycopg.Connection[Row], job_id: int, reason: str | None, who: str | None = None) -> Row:
+    """Cancel one queued job, or ask a running job's worker to stop it; ``was`` says which."""
+    with conn.transaction():
+        operator.act(conn, reason, who)
+        row = fetch_one(conn, "cli_jobs_cancel_many", ids=[job_id])
+        if row is None:
+            raise _why_not(conn, job_id, "cancelled", "only queued or running jobs can be cancelled")
+    return row
+
+
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     with connect(args) as conn:
-        rows = fetch_all(conn, "cli_jobs_list", status=args.status, integration_id=args.integration,
-                         limit=args.limit)
+        rows = list_jobs(conn, status=args.status, integration_id=args.integration, kind=args.kind,
+                         since=args.since, until=args.until, text=args.text, limit=args.limit)
     if args.json:
         print_json(rows)
     else:
@@ -74,10 +113,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 
 def cmd_jobs_show(args: argparse.Namespace) -> int:
     with connect(args) as conn:
-        row = fetch_one(conn, "get_job", id=args.id)
-        events = fetch_all(conn, "job_events", id=args.id) if row is not None else []
-    if row is None:
-        raise NotFound(f"no job {args.id}: list jobs with `integration-dispatch jobs list`")
+        row, events = show_job(conn, args.id)
     if args.json:
         print_json({**row, "events": events})
     else:
@@ -91,13 +127,8 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
 def cmd_jobs_retry(args: argparse.Namespace) -> int:
     if _bulk(args):
         return _bulk_action(args, "retry", RETRYABLE, "cli_jobs_retry_many", "queued again")
-    with connect(args) as conn, conn.transaction():
-        operator.act(conn, args.reason)
-        row = fetch_one(conn, "cli_jobs_retry_many", ids=[args.ids[0]])
-        if row is None:
-            raise _why_not(conn, args.ids[0], "retried", "only failed or cancelled jobs can be retried")
-        # Inside the transaction: the notification goes out at commit, when the row is visible.
-        fetch_one(conn, "cli_notify_jobs")
+    with connect(args) as conn:
+        row = retry_job(conn, args.ids[0], args.reason)
     _report(args, row, f"job {row['id']} queued again (attempts reset, runs now; the previous run is in "
                        "`jobs show`)")
     if args.wait:
@@ -111,11 +142,7 @@ def cmd_jobs_cancel(args: argparse.Namespace) -> int:
         return _bulk_action(args, "cancel", CANCELLABLE, "cli_jobs_cancel_many", "cancelled or asked to stop")
     job_id = args.ids[0]
     with connect(args) as conn:
-        with conn.transaction():
-            operator.act(conn, args.reason)
-            row = fetch_one(conn, "cli_jobs_cancel_many", ids=[job_id])
-            if row is None:
-                raise _why_not(conn, job_id, "cancelled", "only queued or running jobs can be cancelled")
+        row = cancel_job(conn, job_id, args.reason)
         if row["was"] != "running":
             _report(args, row, f"job {job_id} cancelled (was {row['was']})")
             return 0
@@ -228,6 +255,10 @@ def register(sub: Any) -> None:
     p = jobs.add_parser("list", help="the most recent jobs, newest first")
     p.add_argument("--status", choices=STATUSES, help="only jobs in this state")
     p.add_argument("--integration", help="only this integration's jobs")
+    p.add_argument("--kind", help="only jobs of this kind")
+    p.add_argument("--since", type=iso_instant, help="only jobs scheduled for this instant or later (ISO 8601)")
+    p.add_argument("--until", type=iso_instant, help="only jobs scheduled for before this instant (ISO 8601)")
+    p.add_argument("--text", help="only jobs whose last error contains this text (case-insensitive)")
     p.add_argument("--limit", type=int, default=50, help="at most this many (default: 50)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_jobs_list)

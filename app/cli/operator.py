@@ -24,9 +24,10 @@ def actor() -> str:
         return "unknown-os-user"
 
 
-def act(conn: psycopg.Connection[Row], reason: str | None) -> None:
-    """Name the actor and the reason for the rest of this transaction (the jobs triggers read them)."""
-    fetch_one(conn, "cli_set_actor", actor=actor(), reason=reason)
+def act(conn: psycopg.Connection[Row], reason: str | None, who: str | None = None) -> None:
+    """Name the actor (``who``, default the OS user) and the reason for the rest of this
+    transaction (the jobs triggers and operator_actions read them; ``SET LOCAL`` semantics)."""
+    fetch_one(conn, "cli_set_actor", actor=who or actor(), reason=reason)
 
 
 def check_cap(count: int, yes: bool, what: str) -> None:

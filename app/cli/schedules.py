@@ -54,9 +54,13 @@ def _check_timezone(name: str) -> None:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise CommandError(f"unknown time zone {name!r}: use an IANA name such as Europe/Oslo or UTC") from None
 
+def list_schedules(conn: psycopg.Connection[Row]) -> list[Row]:
+    return fetch_all(conn, "cli_schedules_list")
+
+
 def cmd_schedules_list(args: argparse.Namespace) -> int:
     with connect(args) as conn:
-        rows = fetch_all(conn, "cli_schedules_list")
+        rows = list_schedules(conn)
     if args.json:
         print_json(rows)
     else:
@@ -118,14 +122,22 @@ def _schedule(conn: psycopg.Connection[Row], schedule_id: int) -> Row:
     return row
 
 
+def set_schedule_enabled(conn: psycopg.Connection[Row], schedule_id: int, enabled: bool, reason: str | None,
+                         who: str | None = None) -> Row:
+    """Enable or disable one schedule as ``who`` (default the OS user), recorded in operator_actions."""
+    with conn.transaction():
+        _schedule(conn, schedule_id)
+        operator.act(conn, reason, who)
+        row = fetch_one(conn, "cli_schedule_set_enabled", id=schedule_id, enabled=enabled)
+        assert row is not None  # the row was just read in this transaction
+        operator.record(conn, f"schedule.{'enable' if enabled else 'disable'}", f"schedule:{schedule_id}")
+    return row
+
+
 def cmd_schedules_enable(args: argparse.Namespace) -> int:
     enabled = args.action == "enable"
-    with connect(args) as conn, conn.transaction():
-        _schedule(conn, args.id)
-        operator.act(conn, args.reason)
-        row = fetch_one(conn, "cli_schedule_set_enabled", id=args.id, enabled=enabled)
-        assert row is not None  # the row was just read in this transaction
-        operator.record(conn, f"schedule.{args.action}", f"schedule:{args.id}")
+    with connect(args) as conn:
+        row = set_schedule_enabled(conn, args.id, enabled, args.reason)
     if args.json:
         print_json(row)
     elif enabled:
@@ -191,14 +203,27 @@ def cmd_schedules_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def latest_slot(conn: psycopg.Connection[Row], schedule_id: int) -> dt.datetime:
+    """The last slot at or before now: the period `schedules trigger` runs."""
+    _schedule(conn, schedule_id)
+    latest = fetch_one(conn, "cli_schedule_latest_slot", id=schedule_id)
+    if latest is None or latest["slot"] is None:
+        raise CommandError(f"schedule {schedule_id} has no slot at or before now yet: "
+                           f"see `schedules next {schedule_id}`")
+    slot: dt.datetime = latest["slot"]
+    return slot
+
+
+def schedule_periods(conn: psycopg.Connection[Row], schedule_id: int, start: dt.datetime,
+                     end: dt.datetime) -> list[Row]:
+    """The periods closed by the slots in [start, end], each with its key and the job that has it."""
+    return fetch_all(conn, "cli_schedule_periods", id=schedule_id, **{"from": start, "to": end})
+
+
 def cmd_schedules_trigger(args: argparse.Namespace) -> int:
     """Run the period closed by the latest slot now, under the key the tick gives it."""
     with connect(args) as conn:
-        _schedule(conn, args.id)
-        latest = fetch_one(conn, "cli_schedule_latest_slot", id=args.id)
-    if latest is None or latest["slot"] is None:
-        raise CommandError(f"schedule {args.id} has no slot at or before now yet: see `schedules next {args.id}`")
-    args.start = args.end = latest["slot"]
+        args.start = args.end = latest_slot(conn, args.id)
     args.dry_run, args.yes = False, True
     return _backfill(args, "schedule.trigger")
 
@@ -209,29 +234,42 @@ def cmd_schedules_backfill(args: argparse.Namespace) -> int:
     return _backfill(args, "schedule.backfill")
 
 
-def _backfill(args: argparse.Namespace, action: str) -> int:
-    with connect(args) as conn, conn.transaction():
-        _schedule(conn, args.id)
+def backfill(conn: psycopg.Connection[Row], schedule_id: int, start: dt.datetime, end: dt.datetime, *,
+             dry_run: bool, reason: str | None, yes: bool = False, action: str = "schedule.backfill",
+             who: str | None = None) -> tuple[list[Row], list[Row], dt.datetime]:
+    """Make the jobs of the periods in [start, end] (capped at now) that have none, as ``who``
+    (default the OS user); with ``dry_run`` change nothing. Returns (periods, each with its
+    ``action``; the jobs created; the capped end)."""
+    with conn.transaction():
+        _schedule(conn, schedule_id)
         # Only periods already due: the tick makes future ones on time.
-        end = min(args.end, fetch_one(conn, "cli_now")["now"])  # type: ignore[index]
-        periods = fetch_all(conn, "cli_schedule_periods", id=args.id, **{"from": args.start, "to": end})
+        end = min(end, fetch_one(conn, "cli_now")["now"])  # type: ignore[index]
+        periods = schedule_periods(conn, schedule_id, start, end)
         missing = [p for p in periods if p["job_id"] is None]
         created: list[Row] = []
-        if not args.dry_run:
-            operator.check_cap(len(missing), args.yes, "missing periods")
-            operator.act(conn, args.reason)
-            created = fetch_all(conn, "cli_schedule_backfill", id=args.id, **{"from": args.start, "to": end})
-            operator.record(conn, action, f"schedule:{args.id}", start=args.start, end=end,
+        if not dry_run:
+            operator.check_cap(len(missing), yes, "missing periods")
+            operator.act(conn, reason, who)
+            created = fetch_all(conn, "cli_schedule_backfill", id=schedule_id, **{"from": start, "to": end})
+            operator.record(conn, action, f"schedule:{schedule_id}", start=start, end=end,
                             created=[r["id"] for r in created])
             if created:
                 fetch_one(conn, "cli_notify_jobs")
     made = {r["key"]: r["id"] for r in created}
     for p in periods:
-        p["action"] = ("create" if args.dry_run else "created") if p["job_id"] is None else "exists"
+        p["action"] = ("create" if dry_run else "created") if p["job_id"] is None else "exists"
         if p["key"] in made:
             p["job_id"], p["job_status"] = made[p["key"]], "queued"
-        elif not args.dry_run and p["job_id"] is None:
+        elif not dry_run and p["job_id"] is None:
             p["action"] = "taken meanwhile"  # a concurrent tick or backfill made it first
+    return periods, created, end
+
+
+def _backfill(args: argparse.Namespace, action: str) -> int:
+    with connect(args) as conn:
+        periods, created, end = backfill(conn, args.id, args.start, args.end, dry_run=args.dry_run,
+                                         reason=args.reason, yes=args.yes, action=action)
+    missing = [p for p in periods if p["action"] == "create"]
     if args.json:
         print_json({"schedule_id": args.id, "dry_run": args.dry_run, "created": len(created), "periods": periods})
         return 0

@@ -32,7 +32,7 @@ def test_sigkill_storm__20_kills_mid_job_lose_and_duplicate_nothing(
     # The receiver takes a while, so kills land between the POST and the completion write.
     webhook.delay = lambda: rng.uniform(0.05, 0.3)
     pool = [daemons(concurrency=4, **FAST_LEASE) for _ in range(3)]
-    ids = {d.port: d.health().json()["worker_id"] for d in pool}  # type: ignore[union-attr]
+    ids = {d.port: d.worker_id for d in pool}
     t0 = time.monotonic()
     kills, mid_job = 0, 0
     for _ in range(KILLS):

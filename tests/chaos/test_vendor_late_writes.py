@@ -124,9 +124,7 @@ def write_arrived(vendor: Vendor) -> Callable[[], bool]:
 
 
 def worker_of(daemon: DaemonProcess) -> str:
-    response = daemon.health()
-    assert response is not None
-    return str(response.json()["worker_id"])
+    return daemon.worker_id
 
 
 def test_late_write__the_client_gave_up__one_document(

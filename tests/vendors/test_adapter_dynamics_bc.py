@@ -121,7 +121,7 @@ def test_export__late_post__posting_again_books_nothing_twice(bc: Vendor) -> Non
 
 
 def test_export__throttled_batch__not_sent_is_reported(bc: Vendor) -> None:
-    bc.writes = type(bc.writes)(window=30.0, with_not_sent=True)
+    bc.writes = type(bc.writes)(window=30.0)
     bc.emulator.faults.push(match="batch", status=429, retry_after=1)
     with pytest.raises(RetryableError) as caught:
         run(bc, "export", VOUCHER)

@@ -116,7 +116,7 @@ def test_burst_limit__from_the_emulators_own_counter(xledger: Vendor) -> None:
 
 
 def test_limit_code_on_the_import__not_sent_is_reported(xledger: Vendor) -> None:
-    xledger.writes = type(xledger.writes)(window=300.0, with_not_sent=True)
+    xledger.writes = type(xledger.writes)(window=300.0)
     xledger.emulator.faults.push(match="write", code=ERR_CREDITS,
                                  reset_at=(datetime.now(UTC) + timedelta(seconds=30)).isoformat())
     with pytest.raises(RetryableError) as caught:

@@ -30,12 +30,10 @@ class LedgerWrites:
     """``ctx.writes`` with the decisions of dispatch.begin_write (send / wait / confirmed),
     in memory: what the adapters see from the daemon's WriteGuard, without a database."""
 
-    def __init__(self, window: float = 0.0, with_not_sent: bool = False) -> None:
+    def __init__(self, window: float = 0.0) -> None:
         self.window = window
         self.intents: dict[str, Intent] = {}
         self.calls: list[tuple[str, str]] = []  # (what, reference)
-        if with_not_sent:
-            self.not_sent = self._not_sent
 
     async def before_write(self, reference: str) -> None:
         self.calls.append(("before_write", reference))
@@ -56,7 +54,7 @@ class LedgerWrites:
         intent = self.intents.setdefault(reference, Intent(time.monotonic(), sends=0))
         intent.confirmed = document
 
-    async def _not_sent(self, reference: str) -> None:
+    async def not_sent(self, reference: str) -> None:
         self.calls.append(("not_sent", reference))
         intent = self.intents.get(reference)
         if intent is not None and intent.confirmed is None:
