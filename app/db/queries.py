@@ -19,11 +19,16 @@ def sql_text(name: str) -> str:
     return resources.files("app.sql").joinpath(name).read_text(encoding="utf-8")
 
 
+def named_blocks(text: str) -> dict[str, str]:
+    """Every ``-- name: x`` block of a SQL file, by name (the format of every queries file here)."""
+    parts = _BLOCK.split(text)
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
 @lru_cache(maxsize=1)
 def queries() -> dict[str, str]:
-    """Every ``-- name: x`` block of ``sql/queries.sql``, by name."""
-    parts = _BLOCK.split(sql_text("queries.sql"))
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+    """Every named block of ``sql/queries.sql``."""
+    return named_blocks(sql_text("queries.sql"))
 
 
 def query(name: str) -> str:

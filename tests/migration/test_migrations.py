@@ -43,22 +43,26 @@ def test_migrations__up_down_up_matches_the_snapshot(empty_db: str) -> None:
 
 
 def test_queries__every_name_the_code_uses_exists() -> None:
-    """Names reach the loader through query("x") and through the helpers that call it
-    (the stores' _owned/_run, the CLI's fetch_all/fetch_one): every literal passed to any of
-    them must name a block of sql/queries.sql."""
+    """Names reach the loaders through query("x") and through the helpers that call it (the
+    stores' _owned/_run, the CLI's fetch_all/fetch_one, the console's q): every literal passed to
+    any of them must name a block of sql/queries.sql, or of the console's own queries.sql."""
     import ast
 
-    from app.db.queries import queries
+    from app.db.queries import named_blocks, queries
 
-    takers = {"query", "_owned", "_run", "fetch_all", "fetch_one"}
-    names = set(queries())
-    used: set[str] = set()
+    takers = {"query", "_owned", "_run", "fetch_all", "fetch_one", "q"}
+    console_dir = Path(ROOT, "app", "web", "console")
+    names = {"main": set(queries()), "console": set(named_blocks((console_dir / "queries.sql").read_text()))}
+    used: dict[str, set[str]] = {"main": set(), "console": set()}
     for path in Path(ROOT, "app").rglob("*.py"):
+        scope = "console" if path.is_relative_to(console_dir) else "main"
         for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, ast.Call):
                 continue
             func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
             if func in takers:
-                used |= {a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)}
-    assert {"claim_jobs", "retry_job", "register_worker", "cli_jobs_list"} <= used, "the scan missed known names"
-    assert used <= names, f"missing in sql/queries.sql: {sorted(used - names)}"
+                used[scope] |= {a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)}
+    assert {"claim_jobs", "retry_job", "register_worker", "cli_jobs_list"} <= used["main"], "the scan missed names"
+    assert used["console"], "the scan missed the console's queries"
+    for scope in ("main", "console"):
+        assert used[scope] <= names[scope], f"missing in the {scope} queries.sql: {sorted(used[scope] - names[scope])}"

@@ -71,9 +71,9 @@ def csrf_token(token: str) -> str:
 
 
 def _queries() -> dict[str, str]:
-    text = resources.files("app.web.console").joinpath("queries.sql").read_text(encoding="utf-8")
-    parts = re.split(r"^-- name: (\w+)\s*$", text, flags=re.M)
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+    from app.db.queries import named_blocks
+
+    return named_blocks(resources.files("app.web.console").joinpath("queries.sql").read_text(encoding="utf-8"))
 
 
 def redact_payload(value: Any) -> Any:
