@@ -537,7 +537,7 @@ WITH plan AS (
 INSERT INTO dispatch.jobs (integration_id, kind, payload, priority, max_attempts, scheduled_for,
                            run_after, idempotency_key, source, schedule_id)
 SELECT p.integration_id, p.kind,
-       p.payload || jsonb_build_object('slot', dispatch.slot_iso(p.slot), 'period', p.period,
+       p.payload || jsonb_build_object('slot', dispatch.slot_iso(p.slot), 'period_unit', p.period,
                                        'period_label', p.period_label,
                                        'period_start', dispatch.slot_iso(p.period_start),
                                        'period_end', dispatch.slot_iso(p.period_end),

@@ -160,6 +160,8 @@ class SlotFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     slot: datetime | None = None
+    period_unit: str | None = None      # the schedule's period: slot, day, week or month
+    period_label: str | None = None     # e.g. 2026-11-30, 2026-W48, 2026-11 (the slot's instant for `slot`)
     period_start: datetime | None = None
     period_end: datetime | None = None
     timezone: str | None = None

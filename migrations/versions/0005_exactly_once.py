@@ -294,7 +294,7 @@ BEGIN
                                    run_after, idempotency_key, source, schedule_id)
         SELECT p.integration_id, p.kind,
                p.payload || jsonb_build_object('slot', dispatch.slot_iso(p.slot),
-                                               'period', p.period,
+                                               'period_unit', p.period,
                                                'period_label', dispatch.period_label(p.period, p.timezone, p.natural_end),
                                                'period_start', dispatch.slot_iso(p.period_start),
                                                'period_end', dispatch.slot_iso(p.natural_end),

@@ -1,6 +1,6 @@
 -- integration-dispatch, Alembic revision 0005: Exactly once under slow vendors and stalled daemons: write intents, cancel at the vendor
 -- Rendered by scripts/render-supabase-migrations from migrations/versions/0005_exactly_once.py
--- (sha256 dda587b9ab1e66b2). Do not edit: change the Alembic migration, re-render.
+-- (sha256 5ae6e5f668f2a55b). Do not edit: change the Alembic migration, re-render.
 -- The Supabase case of its branches: Supabase Vault installed, pg_cron in this database (postgres).
 
 -- One tool per database: refuse a database that Alembic (`integration-dispatch db upgrade`) migrates.
@@ -341,7 +341,7 @@ BEGIN
                                    run_after, idempotency_key, source, schedule_id)
         SELECT p.integration_id, p.kind,
                p.payload || jsonb_build_object('slot', dispatch.slot_iso(p.slot),
-                                               'period', p.period,
+                                               'period_unit', p.period,
                                                'period_label', dispatch.period_label(p.period, p.timezone, p.natural_end),
                                                'period_start', dispatch.slot_iso(p.period_start),
                                                'period_end', dispatch.slot_iso(p.natural_end),

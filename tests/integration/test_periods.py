@@ -124,3 +124,22 @@ def test_period_end__survives_the_tick_as_the_next_periods_start(conn: psycopg.C
     _tick(conn, OSLO_D)
     row = conn.execute("SELECT period_end FROM dispatch.schedules WHERE id = %s", [sid]).fetchone()
     assert row == (datetime(2026, 11, 29, 23, 0, tzinfo=UTC),)
+
+
+@pytest.mark.parametrize("period", ["slot", "day", "month"])
+def test_scheduled_export__the_payload_the_tick_builds_fits_the_vendor_adapters(
+        conn: psycopg.Connection, integration: str, period: str) -> None:
+    # The demo's own export (what `integration-dispatch dev` schedules), through the tick.
+    import json
+
+    from app.adapters._vendor_http import ExportPayload
+    from app.devkit.demo import EXPORT_PAYLOAD
+
+    conn.execute("INSERT INTO dispatch.schedules (integration_id, kind, cron, timezone, period, next_slot, payload) "
+                 "VALUES ('x', 'export', '0 2 * * *', 'Europe/Oslo', %s, %s, %s)",
+                 [period, OSLO_D, json.dumps(EXPORT_PAYLOAD)])
+    assert _tick(conn, OSLO_D) == 1
+    payload = conn.execute("SELECT payload FROM dispatch.jobs").fetchone()[0]  # type: ignore[index]
+    model = ExportPayload.model_validate(payload)
+    assert model.period_unit == period and model.period_end is not None
+    assert payload.get("period") == EXPORT_PAYLOAD.get("period")  # the caller's own field is never overwritten

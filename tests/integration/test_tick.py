@@ -82,7 +82,7 @@ def test_tick__inserts_within_lookahead_with_run_after_the_slot(conn: psycopg.Co
     assert job == (T0, T0, "cron", sid, "x:export:2026-03-02T12:00:00Z",
                    {"ledger": "gl", "slot": "2026-03-02T12:00:00Z", "period_start": "2026-03-02T11:45:00Z",
                     "period_end": "2026-03-02T12:00:00Z", "timezone": "UTC", "schedule_id": sid,
-                    "period": "slot", "period_label": "2026-03-02T12:00:00Z"})
+                    "period_unit": "slot", "period_label": "2026-03-02T12:00:00Z"})
     row = conn.execute("SELECT next_slot, last_slot FROM dispatch.schedules WHERE id = %s", [sid]).fetchone()
     assert row == (T0 + timedelta(minutes=15), T0)
     run = conn.execute("SELECT acting_for, inserted, skipped, caller, lateness_ms FROM dispatch.tick_runs "
