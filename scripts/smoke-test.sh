@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Smoke test: `serve` against the local cluster; GET /health and a signed POST /dispatch must
+# Smoke test: `serve` against a throwaway local cluster of its own (destroyed on exit); GET /health and a signed POST /dispatch must
 # both answer 200 with JSON, and the dispatched job must complete. Exits non-zero on failure.
 # Against a deployed daemon instead: SMOKE_URL=https://... SUPABASE_SERVICE_ROLE_KEY=<jwt>
 # SMOKE_INTEGRATION=<an integration with a noop-safe kind> scripts/smoke-test.sh
@@ -12,7 +12,12 @@ fail() { echo "smoke: FAIL: $*" >&2; [ -f "$log" ] && tail -20 "$log" >&2; exit 
 json() { "$PY" -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {}, {'d': d}))" "$1"; }
 
 work=$(mktemp -d); log="$work/daemon.log"
-cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
+chmod 755 "$work"  # the cluster's server runs as postgres when we are root
+cleanup() {
+  [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  [ -n "${SMOKE_URL:-}" ] || DISPATCH_LOCAL_DIR="$work/local" "$PY" -m app.devkit.cluster destroy >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 integration=${SMOKE_INTEGRATION:-smoke}
@@ -21,6 +26,7 @@ if [ -n "${SMOKE_URL:-}" ]; then
   base=${SMOKE_URL%/}
   token=${SUPABASE_SERVICE_ROLE_KEY:?set SUPABASE_SERVICE_ROLE_KEY to smoke-test $SMOKE_URL}
 else
+  export DISPATCH_LOCAL_DIR="$work/local"  # private: not the demo's cluster, whatever it holds
   url=$("$PY" -m app.devkit.cluster start)
   "$PY" -m app --database-url "$url" db upgrade >/dev/null
   psql_exec() { "$PY" -c "import psycopg,sys; psycopg.connect(sys.argv[1], autocommit=True).execute(sys.argv[2])" "$url" "$1"; }
@@ -35,7 +41,8 @@ else
 fi
 for _ in $(seq 1 300); do
   code=$(curl -s -o "$work/health.json" -w '%{http_code}' "$base/health" || true)
-  [ "$code" = 200 ] && break
+  # 200 "degraded" while the listener connects: wait for "ok".
+  [ "$code" = 200 ] && [ "$(json "d['status']" < "$work/health.json")" = ok ] && break
   [ -z "${pid:-}" ] || kill -0 "$pid" 2>/dev/null || fail "the daemon exited"
   sleep 0.1
 done
