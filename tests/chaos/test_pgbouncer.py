@@ -112,13 +112,19 @@ def test_listen_through_transaction_pooling__receives_nothing(
         pgbouncer: PgBouncer, conn: psycopg.Connection) -> None:
     """Documented behaviour, not ours: why LISTEN must use a direct (or session-mode) URL."""
     with psycopg.connect(pgbouncer.url, autocommit=True, prepare_threshold=None) as pooled, \
+            psycopg.connect(pgbouncer.url, autocommit=True, prepare_threshold=None) as other, \
             psycopg.connect(conn.info.dsn, autocommit=True) as direct:
         pooled.execute("LISTEN chaos_channel")  # succeeds, on whichever backend served it
+        # That backend goes back to the pool and serves the next client (pgbouncer reuses the
+        # most recent one): the listening client is somewhere else from now on.
+        other.execute("BEGIN")
+        other.execute("SELECT 1")
         direct.execute("LISTEN chaos_channel")
         conn.execute("NOTIFY chaos_channel, 'hello'")
         got_direct = list(direct.notifies(timeout=5, stop_after=1))
         pooled.execute("SELECT 1")  # even a later transaction on the pooled connection
         got_pooled = list(pooled.notifies(timeout=2))
+        other.execute("COMMIT")
     assert [n.payload for n in got_direct] == ["hello"]
     assert got_pooled == [], "LISTEN through transaction pooling delivered a notification"
 
