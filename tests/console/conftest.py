@@ -81,6 +81,9 @@ def browser() -> Iterator[Any]:
         options.add_argument(flag)
     drv = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     drv.set_page_load_timeout(30)
+    # A click that submits a form returns before the next page has loaded: element lookups wait
+    # (up to 10 s) for the element to appear instead of failing on the page still in flight.
+    drv.implicitly_wait(10)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     yield drv
     drv.quit()

@@ -113,9 +113,10 @@ def test_retry_from_the_job_page_records_an_event_with_the_actor(daemon: DaemonP
     shot(browser, "confirm-retry")
     browser.find_element(By.ID, "confirm").click()
     assert f"/console/jobs/{job_id}" in browser.current_url
-    with psycopg.connect(console_db, autocommit=True) as conn:
-        row = conn.execute("SELECT actor, reason FROM dispatch.job_events WHERE job_id = %s AND event = 'retried'",
-                           (job_id,)).fetchone()
+    with psycopg.connect(console_db, autocommit=True) as conn:  # the POST may still be in flight
+        row = wait_for(lambda: conn.execute("SELECT actor, reason FROM dispatch.job_events WHERE job_id = %s "
+                                            "AND event = 'retried'", (job_id,)).fetchone(), 10,
+                       message="the retried event")
     assert row == (ACTOR, "vendor fixed")
     # The page shows the new event (and keeps polling: the job fails again, the page follows).
     events = browser.find_element(By.ID, "events")
