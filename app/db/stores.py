@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
 
 
-
-
 class Unreadable:
     """A JSON document Python cannot parse (nested deeper than its recursion limit)."""
 
@@ -161,6 +159,3 @@ class WorkerStore:
     async def _run(self, name: str, params: dict[str, Any]) -> None:
         async with self.pool.connection() as conn:
             await conn.execute(query(name), params)
-
-
-
