@@ -313,6 +313,7 @@ CREATE FUNCTION dispatch.claim_jobs(p_worker text, p_limit integer, p_lease_seco
     SET jit TO 'off'
     SET plan_cache_mode TO 'force_custom_plan'
     SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    SET enable_seqscan TO 'off'
     AS $$
 DECLARE
     v_now timestamptz;
@@ -349,7 +350,7 @@ BEGIN
     -- SKIP LOCKED: a row an operator (or a cancel) holds is skipped, never waited for.
     locked AS (
         SELECT j.id FROM dispatch.jobs j
-        WHERE j.id IN (SELECT candidates.id FROM candidates) AND j.status = 'queued'
+        WHERE j.id = ANY (ARRAY(SELECT candidates.id FROM candidates)) AND j.status = 'queued'
         FOR UPDATE SKIP LOCKED
     )
     -- started_at is read now, after this statement's snapshot saw the capacity: a job that
@@ -357,8 +358,8 @@ BEGIN
     UPDATE dispatch.jobs j
        SET status = 'running', started_at = clock_timestamp(), attempts = j.attempts + 1, worker_id = p_worker,
            lease_expires_at = clock_timestamp() + make_interval(secs => p_lease_seconds)
-      FROM locked l, dispatch.integrations i
-     WHERE j.id = l.id AND i.id = j.integration_id
+      FROM dispatch.integrations i
+     WHERE j.id = ANY (ARRAY(SELECT l.id FROM locked l)) AND i.id = j.integration_id
     RETURNING j.id, j.integration_id, j.kind, j.payload, j.attempts, j.max_attempts, j.scheduled_for,
               j.run_after, j.enqueued_at, j.started_at, j.idempotency_key, j.schedule_id,
               i.adapter, i.config, i.secret_name, i.circuit;
@@ -1107,6 +1108,54 @@ BEGIN
     PERFORM pg_notify('dispatch_jobs', '');
     RETURN NULL;
 END $$;
+
+
+--
+-- Name: jobs_record_batch(); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.jobs_record_batch() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+BEGIN
+    -- Lease renewals and other updates that change no status find nothing here.
+    INSERT INTO dispatch.job_events (job_id, event, status, attempt, worker_id, actor, details)
+    SELECT n.id,
+           CASE WHEN n.status = 'running' THEN 'claimed' ELSE 'succeeded' END,
+           n.status,
+           CASE WHEN n.status = 'running' THEN n.attempts ELSE o.attempts END,
+           CASE WHEN n.status = 'running' THEN n.worker_id ELSE o.worker_id END,
+           -- A success written after its lease ran out names who wrote it, as a rescue would.
+           CASE WHEN o.status = 'running' AND o.lease_expires_at < clock_timestamp() THEN dispatch.current_actor()
+                ELSE nullif(current_setting('dispatch.actor', true), '') END,
+           CASE WHEN n.status = 'running' THEN
+                    jsonb_build_object('lease_expires_at', n.lease_expires_at,
+                                       'drift_seconds', round(extract(epoch FROM n.started_at - n.scheduled_for)::numeric, 3))
+                ELSE jsonb_strip_nulls(jsonb_build_object(
+                    'started_at', o.started_at,
+                    'seconds', round(extract(epoch FROM clock_timestamp() - o.started_at)::numeric, 3),
+                    'lease_expired_at', CASE WHEN o.lease_expires_at < clock_timestamp() THEN o.lease_expires_at END))
+           END
+      FROM new_rows n JOIN old_rows o ON o.id = n.id
+     WHERE (o.status = 'queued' AND n.status = 'running') OR (o.status = 'running' AND n.status = 'succeeded')
+     ORDER BY n.id;
+    -- ANY(ARRAY(...)), not a join with old_rows: the planner cannot see the transition tables'
+    -- sizes and chose a nested loop that rescanned old_rows once per row.
+    UPDATE dispatch.idempotency_keys k
+       SET state = 'succeeded', result = n.result, updated_at = now()
+      FROM new_rows n
+     WHERE k.key = n.idempotency_key AND n.status = 'succeeded'
+       AND n.id = ANY (ARRAY(SELECT o.id FROM old_rows o WHERE o.status = 'running'));
+    RETURN NULL;
+END $$;
+
+
+--
+-- Name: FUNCTION jobs_record_batch(); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.jobs_record_batch() IS 'history and ledger for claims and successes, once per statement (the row triggers record every other transition)';
 
 
 --
@@ -2842,6 +2891,13 @@ CREATE TRIGGER jobs_notify AFTER INSERT ON dispatch.jobs FOR EACH STATEMENT EXEC
 
 
 --
+-- Name: jobs jobs_record_batch; Type: TRIGGER; Schema: dispatch; Owner: -
+--
+
+CREATE TRIGGER jobs_record_batch AFTER UPDATE ON dispatch.jobs REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION dispatch.jobs_record_batch();
+
+
+--
 -- Name: jobs jobs_record_enqueued; Type: TRIGGER; Schema: dispatch; Owner: -
 --
 
@@ -2852,14 +2908,14 @@ CREATE TRIGGER jobs_record_enqueued AFTER INSERT ON dispatch.jobs REFERENCING NE
 -- Name: jobs jobs_record_transition; Type: TRIGGER; Schema: dispatch; Owner: -
 --
 
-CREATE TRIGGER jobs_record_transition AFTER UPDATE OF status, cancel_requested_at ON dispatch.jobs FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) OR (old.cancel_requested_at IS DISTINCT FROM new.cancel_requested_at))) EXECUTE FUNCTION dispatch.jobs_record_transition();
+CREATE TRIGGER jobs_record_transition AFTER UPDATE OF status, cancel_requested_at ON dispatch.jobs FOR EACH ROW WHEN ((((old.status IS DISTINCT FROM new.status) AND (NOT (((old.status = 'queued'::dispatch.job_status) AND (new.status = 'running'::dispatch.job_status)) OR ((old.status = 'running'::dispatch.job_status) AND (new.status = 'succeeded'::dispatch.job_status))))) OR (old.cancel_requested_at IS DISTINCT FROM new.cancel_requested_at))) EXECUTE FUNCTION dispatch.jobs_record_transition();
 
 
 --
 -- Name: jobs jobs_terminal; Type: TRIGGER; Schema: dispatch; Owner: -
 --
 
-CREATE TRIGGER jobs_terminal AFTER UPDATE OF status ON dispatch.jobs FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) AND ((new.status = ANY (ARRAY['succeeded'::dispatch.job_status, 'failed'::dispatch.job_status, 'cancelled'::dispatch.job_status])) OR (old.status = ANY (ARRAY['succeeded'::dispatch.job_status, 'failed'::dispatch.job_status, 'cancelled'::dispatch.job_status]))))) EXECUTE FUNCTION dispatch.jobs_terminal();
+CREATE TRIGGER jobs_terminal AFTER UPDATE OF status ON dispatch.jobs FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) AND (NOT (((old.status = 'queued'::dispatch.job_status) AND (new.status = 'running'::dispatch.job_status)) OR ((old.status = 'running'::dispatch.job_status) AND (new.status = 'succeeded'::dispatch.job_status)))) AND ((new.status = ANY (ARRAY['succeeded'::dispatch.job_status, 'failed'::dispatch.job_status, 'cancelled'::dispatch.job_status])) OR (old.status = ANY (ARRAY['succeeded'::dispatch.job_status, 'failed'::dispatch.job_status, 'cancelled'::dispatch.job_status]))))) EXECUTE FUNCTION dispatch.jobs_terminal();
 
 
 --
@@ -3059,6 +3115,13 @@ GRANT ALL ON FUNCTION dispatch.jobs_ledger_insert() TO dispatch_worker;
 --
 
 GRANT ALL ON FUNCTION dispatch.jobs_notify() TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION jobs_record_batch(); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.jobs_record_batch() TO dispatch_worker;
 
 
 --

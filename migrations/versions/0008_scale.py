@@ -88,10 +88,15 @@ COMMENT ON FUNCTION dispatch.maintain IS 'the per-minute pg_cron duty: lease res
 """
 
 
-def upgrade() -> None:
+def claim_jobs() -> str:
+    """This revision's claim_jobs (CREATE OR REPLACE; 0006's search_path is set after it)."""
     claim = earlier_function("0001_schema.py", "claim_jobs", "p_worker text, p_limit integer")
     assert _CLAIM_FILTER[0] in claim
-    op.execute(claim.replace(*_CLAIM_FILTER))
+    return claim.replace(*_CLAIM_FILTER)
+
+
+def upgrade() -> None:
+    op.execute(claim_jobs())
     # CREATE OR REPLACE takes the SET clauses of its text: keep 0006's fixed search_path.
     op.execute("ALTER FUNCTION dispatch.claim_jobs(text, integer, double precision) "
                "SET search_path = pg_catalog, dispatch, pg_temp")

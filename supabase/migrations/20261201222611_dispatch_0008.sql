@@ -1,6 +1,6 @@
 -- integration-dispatch, Alembic revision 0008: Costs that grow with the wrong thing: claims with many integrations, cron_prev's worst
 -- Rendered by scripts/render-supabase-migrations from migrations/versions/0008_scale.py
--- (sha256 cdbb41c89fa6f4f4). Do not edit: change the Alembic migration, re-render.
+-- (sha256 080f86474855da9c). Do not edit: change the Alembic migration, re-render.
 -- The Supabase case of its branches: Supabase Vault installed, pg_cron in this database (postgres).
 
 -- One tool per database: refuse a database that Alembic (`integration-dispatch db upgrade`) migrates.

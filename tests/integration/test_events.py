@@ -164,3 +164,36 @@ def test_history__lease_renewals_write_no_event(conn: psycopg.Connection, integr
     for _ in range(3):
         conn.execute(query("renew_leases"), {"ids": [job], "worker": "w1", "lease": 30})
     assert [e[0] for e in _events(conn, job)] == ["enqueued", "claimed"]
+
+
+def test_history__a_batch_of_claims_and_successes_records_each_job_and_its_ledger_row(
+        conn: psycopg.Connection, integration: str) -> None:
+    """Claims and successes are recorded once per statement (the hot path): every job of the
+    batch gets its own event, with the same fields the row triggers write, and its ledger row."""
+    jobs = [_enqueue(conn, integration) for _ in range(4)]
+    keys = dict(conn.execute("SELECT id, idempotency_key FROM dispatch.jobs WHERE id = ANY(%s)", (jobs,)).fetchall())
+    conn.execute("UPDATE dispatch.integrations SET max_concurrency = 10 WHERE id = %s", (integration,))
+    assert sorted(_claim(conn)) == jobs
+    # One job's lease has run out by the time its success is written: the event says so.
+    conn.execute("UPDATE dispatch.jobs SET lease_expires_at = now() - interval '1 second' WHERE id = %s", (jobs[0],))
+    results = json.dumps([{"doc": f"INV-{i}"} for i in range(4)])
+    done = conn.execute(query("complete_jobs"), {"ids": jobs, "finished": [1.8e9] * 4, "results": results,
+                                                 "worker": "w1"}).fetchall()
+    assert sorted(r[0] for r in done) == jobs
+    rows = conn.execute("SELECT job_id, event, attempt, worker_id, actor, details FROM dispatch.job_events "
+                        "WHERE job_id = ANY(%s) AND event IN ('claimed', 'succeeded') ORDER BY id", (jobs,)).fetchall()
+    assert [(r[0], r[1]) for r in rows] == [(j, "claimed") for j in jobs] + [(j, "succeeded") for j in jobs]
+    for job_id, event, attempt, worker, actor, details in rows:
+        assert (attempt, worker) == (1, "w1")
+        if event == "claimed":
+            assert set(details) == {"lease_expires_at", "drift_seconds"} and actor is None
+        elif job_id == jobs[0]:
+            assert set(details) == {"started_at", "seconds", "lease_expired_at"} and actor.startswith("db:")
+        else:
+            assert set(details) == {"started_at", "seconds"} and actor is None
+    ledger = dict(conn.execute("SELECT key, result FROM dispatch.idempotency_keys WHERE key = ANY(%s) "
+                               "AND state = 'succeeded'", (list(keys.values()),)).fetchall())
+    assert {ledger[keys[j]]["doc"] for j in jobs} == {"INV-0", "INV-1", "INV-2", "INV-3"}
+    # Every other transition is still a row trigger's: exactly one event each, none twice.
+    conn.execute("UPDATE dispatch.jobs SET status = 'queued', finished_at = NULL WHERE id = %s", (jobs[1],))
+    assert [e[0] for e in _events(conn, jobs[1])] == ["enqueued", "claimed", "succeeded", "retried"]
