@@ -1,7 +1,8 @@
 """Benchmarks of integration-dispatch (not tests): prints JSON and a small table.
 
     scripts/bench                 # everything
-    scripts/bench drain pickup    # some of: drain pickup cold_start precision tick claim
+    scripts/bench drain pickup    # some of: drain pickup cold_start precision tick claim claims scale load
+    scripts/bench claims --size 2 # --size scales the job counts of the benchmarks that take it (claims)
 
 Runs on its own throwaway cluster under .local/pg/bench (durable settings, as in
 production), the daemon as a real process.
@@ -16,7 +17,10 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +36,9 @@ from app.db.migrate import upgrade  # noqa: E402
 from app.db.queries import query  # noqa: E402
 from app.devkit.cluster import LocalCluster, free_port, local_dir  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "scripts"))
+import load  # noqa: E402  (scripts/load.py: one load harness, one exactly-once account, one sweep line)
+
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
@@ -41,7 +48,8 @@ def percentile(values: list[float], p: float) -> float:
 
 
 class Bench:
-    def __init__(self) -> None:
+    def __init__(self, size: float = 1.0) -> None:
+        self.size = size  # scales the job counts of the benchmarks that take it
         self.cluster = LocalCluster(local_dir() / "pg" / "bench", cron_database="postgres")
         self.cluster.ensure()
         self.admin = self.cluster.url("postgres")
@@ -295,6 +303,176 @@ def bench_scale(b: Bench) -> dict[str, Any]:
     return out
 
 
+def bench_claims(b: Bench, jobs: int = 4000, integrations: int = 1000, concurrency: int = 10,
+                 daemon_counts: tuple[int, ...] = (1, 2, 4), delay_ms: tuple[float, float] = (50.0, 100.0),
+                 burst: int = 4) -> dict[str, Any]:
+    """Claims at scale: 1,000 webhook integrations (limits 1-3) against a slow loopback receiver,
+    1, 2 and 4 daemons (real processes). Jobs come in bursts of ``burst`` per integration so the
+    limits bind. Per daemon count: jobs/s, claim latency under contention (a claim of 50 on a side
+    connection, rolled back, every 100 ms; and the daemons' own mean from pg_stat_user_functions),
+    claims waiting on a lock (pg_stat_activity sampled every 10 ms), the sweep-line limit check and
+    the exactly-once account (the receiver saw each job's key once). First, one claim of 50 on one
+    connection with the due jobs in 1 integration against spread over 1,000."""
+    out: dict[str, Any] = {"single_connection": _claim_spread(b, integrations)}
+    jobs = round(jobs * b.size)
+    for daemons in daemon_counts:
+        url = b.fresh_db("bench_claims")
+        with psycopg.connect(b.admin, autocommit=True) as conn:  # the daemons' claims, timed by Postgres
+            conn.execute("ALTER DATABASE bench_claims SET track_functions = 'pl'")
+        args = load.parse(["--jobs", str(jobs), "--integrations", str(integrations), "--daemons", str(daemons),
+                           "--concurrency", str(concurrency), "--burst", str(burst),
+                           "--webhook-delay-ms", *map(str, delay_ms)])
+        watch = ClaimWatch(url)
+        cpu = MachineCpu()
+        with tempfile.TemporaryDirectory(prefix="bench-claims-logs-") as logs, cpu:
+            result = load.run(url, args, Path(logs), watch=watch)
+        with psycopg.connect(url, autocommit=True) as conn:
+            span = conn.execute("SELECT extract(epoch FROM max(finished_at) - min(started_at)) FROM dispatch.jobs"
+                                ).fetchone()
+            calls, total_ms = conn.execute("SELECT calls, total_time FROM pg_stat_user_functions "
+                                           "WHERE schemaname = 'dispatch' AND funcname = 'claim_jobs'"
+                                           ).fetchone() or (0, 0.0)
+        seconds = float(span[0]) if span and span[0] else float("nan")
+        own_calls, own_ms = calls - len(watch.probe_ms), total_ms - sum(watch.probe_ms)
+        out[f"daemons_{daemons}"] = {
+            "daemons": daemons, "concurrency_per_daemon": concurrency, "jobs": jobs,
+            "seconds": round(seconds, 2), "jobs_per_s": round(jobs / seconds, 1),
+            "claim_probe_50_ms": _dist(watch.probe_ms, "ms") if watch.probe_ms else None,
+            "daemon_claims": {"calls": own_calls, "mean_ms": round(own_ms / own_calls, 3) if own_calls else None,
+                              "busy_share": round(own_ms / 1000 / seconds, 3)},
+            "lock_waits": watch.lock_waits(),
+            # The machine is shared: how busy it was, and what the daemons and the receiver used.
+            "cpu": {**cpu.figures(), "daemons_and_receiver_ms_per_job": round(cpu.children_s * 1000 / jobs, 2)},
+            "limits": {"over_limit": result["concurrency"]["over_limit"],
+                       "max_observed_by_limit": result["concurrency"]["max_observed_by_limit"]},
+            "exactly_once": {k: result["accounting"][k] for k in (
+                "succeeded", "received", "keys_not_received", "keys_received_twice", "attempts_not_one")},
+            "ok": result["ok"],
+        }
+    return out
+
+
+def _claim_spread(b: Bench, integrations: int, queued: int = 3000, rounds: int = 50) -> dict[str, Any]:
+    """Median claim of 50 on one connection, ``queued`` due jobs in one integration against spread
+    round-robin over ``integrations`` (limits 1-3); each round finishes what it claimed and queues as
+    many again, so the shape holds."""
+    url = b.fresh_db("bench_claims")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('one', 'noop', 1000)")
+        one = _claim_rounds(conn, ["one"], queued, rounds)
+        conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) "
+                     "SELECT 's' || g, 'noop', 1 + g %% 3 FROM generate_series(1, %s) g", [integrations])
+        ids = [f"s{g}" for g in range(1, integrations + 1)]
+        many = _claim_rounds(conn, ids, queued, rounds)
+    return {"claim_50_1_integration_ms": one, f"claim_50_{integrations}_integrations_ms": many,
+            "ratio": round(many / one, 2), "queued": queued}
+
+
+def _claim_rounds(conn: psycopg.Connection[Any], ids: list[str], queued: int, rounds: int) -> float:
+    conn.execute("INSERT INTO dispatch.jobs (integration_id, kind) "
+                 "SELECT (%s::text[])[1 + g %% %s], 'sync' FROM generate_series(0, %s - 1) g", [ids, len(ids), queued])
+    conn.execute("VACUUM ANALYZE dispatch.jobs")
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        claimed = [r[0] for r in conn.execute("SELECT integration_id FROM dispatch.claim_jobs('bench-worker', 50, 30)")]
+        times.append((time.perf_counter() - t0) * 1000)
+        conn.execute("UPDATE dispatch.jobs SET status = 'succeeded', finished_at = now() WHERE status = 'running'")
+        conn.execute("INSERT INTO dispatch.jobs (integration_id, kind) SELECT unnest(%s::text[]), 'sync'", [claimed])
+    conn.execute("UPDATE dispatch.jobs SET status = 'cancelled', finished_at = now() WHERE status = 'queued'")
+    return round(statistics.median(times), 3)
+
+
+# Backends of this database in a claim, and those of them waiting for a lock (which, if any).
+_ACTIVITY_SQL = """
+SELECT count(*) FILTER (WHERE state = 'active'),
+       coalesce(array_agg(wait_event) FILTER (WHERE wait_event_type = 'Lock'), '{}')
+  FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%dispatch.claim_jobs(%'
+"""
+
+
+class MachineCpu:
+    """Across a block: the share of the machine's CPU time that was busy (anyone's), the load
+    average at the end, and the CPU seconds of this process's children (daemons, receiver)."""
+
+    def __enter__(self) -> MachineCpu:
+        self._stat, self._children = _proc_stat(), _children_cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stat = _proc_stat()
+        busy, total = (b - a for a, b in zip(self._stat, stat, strict=True))
+        self.busy_share = busy / total if total else float("nan")
+        self.children_s = _children_cpu() - self._children
+        self.load = os.getloadavg()[0]
+
+    def figures(self) -> dict[str, float]:
+        return {"machine_busy_share": round(self.busy_share, 3), "load_average_1m": round(self.load, 2)}
+
+
+def _proc_stat() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]  # guest is in user
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class ClaimWatch:
+    """While the daemons run: a claim of 50 timed on a side connection every 100 ms (rolled
+    back: it takes nothing), and pg_stat_activity sampled every 10 ms for claims in progress
+    and claims waiting on a lock."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.probe_ms: list[float] = []
+        self.samples = 0
+        self.claiming: list[int] = []
+        self.waiting: list[int] = []
+        self.wait_events: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="claim-watch", daemon=True)
+
+    def __enter__(self) -> ClaimWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as activity, psycopg.connect(self.url) as probe:
+            next_probe = time.monotonic()
+            while not self._stop.wait(0.01):
+                row = activity.execute(_ACTIVITY_SQL).fetchone()
+                if row:
+                    self.claiming.append(row[0])
+                    self.waiting.append(len(row[1]))
+                    self.wait_events.update(row[1])
+                if time.monotonic() >= next_probe:
+                    t0 = time.perf_counter()
+                    probe.execute("SELECT count(*) FROM dispatch.claim_jobs('bench-probe', 50, 30)")
+                    self.probe_ms.append((time.perf_counter() - t0) * 1000)
+                    probe.rollback()
+                    next_probe = time.monotonic() + 0.1
+
+    def lock_waits(self) -> dict[str, Any]:
+        n = len(self.waiting) or 1
+        return {"samples": len(self.waiting),
+                "share_with_a_claim_waiting": round(sum(1 for w in self.waiting if w) / n, 3),
+                "mean_claims_waiting": round(sum(self.waiting) / n, 3),
+                "mean_claims_in_progress": round(sum(self.claiming) / n, 3),
+                "wait_events": dict(self.wait_events)}
+
+
 def _dist(values: list[float], unit: str) -> dict[str, Any]:
     return {"n": len(values), "unit": unit, **{f"p{p}": round(percentile(values, p), 2) for p in (50, 95, 99)},
             "max": round(max(values), 2)}
@@ -311,7 +489,7 @@ def bench_load(b: Bench, jobs: int = 100_000) -> dict[str, Any]:
 
 
 BENCHES: dict[str, Callable[[Bench], dict[str, Any]]] = {
-    "scale": bench_scale,
+    "scale": bench_scale, "claims": bench_claims,
     "drain": bench_drain, "pickup": bench_pickup, "cold_start": bench_cold_start,
     "tick": bench_tick, "claim": bench_claim, "precision": bench_precision, "load": bench_load,
 }
@@ -368,11 +546,13 @@ def main() -> int:
                         help=f"benchmarks to run (default: all of {', '.join(BENCHES)})")
     parser.add_argument("--json-out", type=Path, help="also write the results to this file")
     parser.add_argument("--report", action="store_true", help="write docs/benchmarks.md and its growth plot")
+    parser.add_argument("--size", type=float, default=1.0,
+                        help="scale the job counts of the benchmarks that take it (claims; default 1)")
     args = parser.parse_args()
     unknown = set(args.names) - set(BENCHES)
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(sorted(unknown))}; choose from {', '.join(BENCHES)}")
-    b = Bench()
+    b = Bench(args.size)
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                            "platform": platform.platform(),
                                            "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}

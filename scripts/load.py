@@ -2,12 +2,17 @@
 
     .venv/bin/python scripts/load.py                      # 100,000 jobs, 200 integrations, 4 daemons
     .venv/bin/python scripts/load.py --jobs 20000 --database-url postgresql://...   # a migrated database
+    .venv/bin/python scripts/load.py --webhook-delay-ms 50 100 --burst 4   # I/O-bound: a slow receiver
 
-N noop jobs across the integrations (max_concurrency 1-3, cycling) are inserted while the
-daemons run. At the end every job must have succeeded once: status, attempts, the ledger,
-and the daemons' own ``job.succeeded`` log events (the effect, counted per job id). The
-per-integration concurrency is recomputed from the recorded started_at/finished_at with one
-sweep-line query. Without ``--database-url`` it runs on its own throwaway cluster.
+N noop jobs across the integrations (max_concurrency 1-3, cycling; ``--burst B``: B consecutive
+jobs per integration, so that the limits bind) are inserted while the daemons run. With
+``--webhook-delay-ms`` the integrations use the webhook adapter against a slow loopback
+receiver (app/devkit/receiver.py) instead, which counts deliveries per idempotency key. At the
+end every job must have succeeded once: status, attempts, the ledger, the daemons' own
+``job.succeeded`` log events (the effect, counted per job id) and, with the receiver, one
+delivery per job key. The per-integration concurrency is recomputed from the recorded
+started_at/finished_at with one sweep-line query (app/devkit/limits.py). Without
+``--database-url`` it runs on its own throwaway cluster.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, redirect_stdout
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -32,27 +37,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.db.migrate import upgrade  # noqa: E402
+from app.devkit import limits  # noqa: E402
 from app.devkit.cluster import LocalCluster, free_port  # noqa: E402
 
 PREFIX = "load-"
 INSERT_CHUNK = 10_000
-
-# One sweep line per integration: +1 at each start, -1 at each finish (finishes first on ties,
-# so back-to-back jobs do not count as overlapping); the running sum is the concurrency.
-CONCURRENCY_SQL = """
-WITH ev AS (
-    SELECT integration_id, started_at AS t, 1 AS d FROM dispatch.jobs WHERE integration_id LIKE 'load-%'
-    UNION ALL
-    SELECT integration_id, finished_at, -1 FROM dispatch.jobs WHERE integration_id LIKE 'load-%'
-), sweep AS (
-    SELECT integration_id, sum(d) OVER (PARTITION BY integration_id ORDER BY t, d
-                                        ROWS UNBOUNDED PRECEDING) AS running
-    FROM ev
-)
-SELECT s.integration_id, max(s.running)::int AS observed, i.max_concurrency AS limit_
-FROM sweep s JOIN dispatch.integrations i ON i.id = s.integration_id
-GROUP BY s.integration_id, i.max_concurrency ORDER BY s.integration_id
-"""
+SIGNING_SECRET = "load-webhook-signing-key"  # a test value, not a credential
 
 ACCOUNTING_SQL = """
 SELECT count(*) AS total,
@@ -80,21 +70,54 @@ def limit_for(index: int) -> int:
     return 1 + index % 3
 
 
-def seed_integrations(conn: psycopg.Connection[Any], count: int) -> None:
-    conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) "
-                 "SELECT %s || lpad(i::text, 4, '0'), 'noop', 1 + i %% 3 FROM generate_series(0, %s - 1) i",
-                 [PREFIX, count])
+def seed_integrations(conn: psycopg.Connection[Any], count: int, webhook_url: str | None = None) -> None:
+    """noop integrations, or webhook ones posting to ``webhook_url``, each with its own signing
+    secret in the vault (as in production: a shared one makes every secret read list all sharers)."""
+    adapter, config = ("webhook", {"url": webhook_url + "/hook"}) if webhook_url else ("noop", {})
+    conn.execute("INSERT INTO dispatch.integrations (id, adapter, config, secret_name, max_concurrency) "
+                 "SELECT %s || lpad(i::text, 4, '0'), %s, %s::jsonb, "
+                 "CASE WHEN %s THEN %s || lpad(i::text, 4, '0') END, 1 + i %% 3 "
+                 "FROM generate_series(0, %s - 1) i",
+                 [PREFIX, adapter, json.dumps(config), webhook_url is not None, PREFIX, count])
+    if webhook_url:
+        conn.execute("SELECT vault.create_secret(%s, i.id, '') FROM dispatch.integrations i WHERE i.id LIKE 'load-%%'",
+                     [SIGNING_SECRET])
 
 
-def insert_jobs(conn: psycopg.Connection[Any], jobs: int, integrations: int, sleep_ms: int) -> None:
-    """Round-robin over the integrations, in chunks (each chunk one statement, one NOTIFY)."""
+def insert_jobs(conn: psycopg.Connection[Any], jobs: int, integrations: int, sleep_ms: int, burst: int = 1) -> None:
+    """Round-robin over the integrations, ``burst`` consecutive jobs each, in chunks (each chunk
+    one statement, one NOTIFY)."""
     payload = json.dumps({"sleep_ms": sleep_ms} if sleep_ms else {})
     for start in range(0, jobs, INSERT_CHUNK):
         stop = min(start + INSERT_CHUNK, jobs)
         conn.execute("INSERT INTO dispatch.jobs (integration_id, kind, payload, idempotency_key) "
-                     "SELECT %s || lpad((n %% %s)::text, 4, '0'), 'sync', %s::jsonb, 'load:' || n "
+                     "SELECT %s || lpad((n / %s %% %s)::text, 4, '0'), 'sync', %s::jsonb, 'load:' || n "
                      "FROM generate_series(%s, %s - 1) n",
-                     [PREFIX, integrations, payload, start, stop])
+                     [PREFIX, burst, integrations, payload, start, stop])
+
+
+@contextmanager
+def receiver(delay_ms: tuple[float, float] | None) -> Iterator[str | None]:
+    """The slow webhook receiver as a process of its own (it must not share this one's CPU)."""
+    if delay_ms is None:
+        yield None
+        return
+    proc = subprocess.Popen([sys.executable, "-m", "app.devkit.receiver", "--delay-ms", *map(str, delay_ms)],
+                            cwd=ROOT, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the webhook receiver did not start")
+        yield str(json.loads(line)["url"])
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def deliveries(url: str | None) -> Counter[str] | None:
+    """Deliveries per idempotency key, as the receiver counted them."""
+    return Counter(httpx.get(url + "/_receiver/keys", timeout=30).json()) if url else None
 
 
 def wait_done(conn: psycopg.Connection[Any], jobs: int, timeout: float) -> float:
@@ -118,7 +141,8 @@ class Daemons:
         self.procs: list[tuple[subprocess.Popen[bytes], int, Path]] = []
 
     def start(self) -> None:
-        env = {**os.environ, "DATABASE_URL": self.url, "DISPATCH_LOG_LEVEL": "INFO", "DISPATCH_POLL_INTERVAL": "1"}
+        env = {**os.environ, "DATABASE_URL": self.url, "DISPATCH_LOG_LEVEL": "INFO", "DISPATCH_POLL_INTERVAL": "1",
+               "DISPATCH_ALLOW_LOOPBACK_TARGETS": "true"}  # the receiver is on loopback
         for _ in range(self.count):
             port = free_port()
             log = self.log_dir / f"daemon-{port}.log"
@@ -169,26 +193,24 @@ def _wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path, timeout: 
     raise RuntimeError(f"daemon on port {port} not healthy within {timeout} s")
 
 
-def accounting(conn: psycopg.Connection[Any], effects: Counter[int]) -> dict[str, Any]:
+def accounting(conn: psycopg.Connection[Any], effects: Counter[int],
+               received: Counter[str] | None = None) -> dict[str, Any]:
     row = conn.execute(ACCOUNTING_SQL).fetchone()
     assert row is not None
     names = ["total", "succeeded", "stuck", "failed", "attempts_not_one", "ledger_bad", "bad_intervals"]
     out: dict[str, Any] = dict(zip(names, row, strict=True))
-    ids = {r[0] for r in conn.execute("SELECT id FROM dispatch.jobs WHERE integration_id LIKE 'load-%'")}
-    out["effects"] = sum(effects[i] for i in ids)
-    out["jobs_without_effect"] = sum(1 for i in ids if effects[i] == 0)
-    out["jobs_with_duplicate_effect"] = sum(1 for i in ids if effects[i] > 1)
+    jobs = dict(conn.execute("SELECT id, idempotency_key FROM dispatch.jobs WHERE integration_id LIKE 'load-%'")
+                .fetchall())
+    out["effects"] = sum(effects[i] for i in jobs)
+    out["jobs_without_effect"] = sum(1 for i in jobs if effects[i] == 0)
+    out["jobs_with_duplicate_effect"] = sum(1 for i in jobs if effects[i] > 1)
+    if received is not None:  # the receiving side's count: each job's key exactly once
+        keys = set(jobs.values())
+        out["received"] = sum(received.values())
+        out["keys_not_received"] = sum(1 for k in keys if received[k] == 0)
+        out["keys_received_twice"] = sum(1 for k in keys if received[k] > 1)
+        out["keys_unknown"] = sum(1 for k in received if k not in keys)
     return out
-
-
-def concurrency(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    rows = conn.execute(CONCURRENCY_SQL).fetchall()
-    over = [{"integration": i, "observed": o, "limit": lim} for i, o, lim in rows if o > lim]
-    by_limit: dict[int, int] = {}
-    for _, observed, lim in rows:
-        by_limit[lim] = max(by_limit.get(lim, 0), observed)
-    return {"integrations_checked": len(rows), "over_limit": over,
-            "max_observed_by_limit": {str(k): v for k, v in sorted(by_limit.items())}}
 
 
 def figures(conn: psycopg.Connection[Any], jobs: int) -> dict[str, Any]:
@@ -199,33 +221,41 @@ def figures(conn: psycopg.Connection[Any], jobs: int) -> dict[str, Any]:
             "drift_p50_ms": round(p50, 1), "drift_p99_ms": round(p99, 1), "drift_max_ms": round(worst, 1)}
 
 
-def run(url: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+def run(url: str, args: argparse.Namespace, log_dir: Path,
+        watch: AbstractContextManager[Any] | None = None) -> dict[str, Any]:
+    """One load run; ``watch`` is entered once the jobs are in and left when the last finished."""
     daemons = Daemons(url, args.daemons, args.concurrency, log_dir)
-    with psycopg.connect(url, autocommit=True) as conn:
-        seed_integrations(conn, args.integrations)
+    with psycopg.connect(url, autocommit=True) as conn, receiver(args.webhook_delay_ms) as receiver_url:
+        seed_integrations(conn, args.integrations, receiver_url)
         try:
             daemons.start()
             t0 = time.monotonic()
-            insert_jobs(conn, args.jobs, args.integrations, args.sleep_ms)
+            insert_jobs(conn, args.jobs, args.integrations, args.sleep_ms, args.burst)
             t_inserted = time.monotonic()
-            t_done = wait_done(conn, args.jobs, args.timeout or 120 + args.jobs / 50)
+            with watch or nullcontext():
+                t_done = wait_done(conn, args.jobs, args.timeout or 120 + args.jobs / 50)
         finally:
             daemons.stop()
         result = {"jobs": args.jobs, "integrations": args.integrations, "daemons": args.daemons,
-                  "concurrency_per_daemon": args.concurrency, "sleep_ms": args.sleep_ms,
+                  "concurrency_per_daemon": args.concurrency, "sleep_ms": args.sleep_ms, "burst": args.burst,
+                  "webhook_delay_ms": args.webhook_delay_ms,
                   "insert_s": round(t_inserted - t0, 2), "wall_s": round(t_done - t0, 2),
-                  **figures(conn, args.jobs), "accounting": accounting(conn, daemons.succeeded_events()),
-                  "concurrency": concurrency(conn)}
+                  **figures(conn, args.jobs),
+                  "accounting": accounting(conn, daemons.succeeded_events(), deliveries(receiver_url)),
+                  "concurrency": limits.concurrency(conn, PREFIX + "%")}
     result["ok"] = ok(result)
     return result
 
 
 def ok(result: dict[str, Any]) -> bool:
     acc = result["accounting"]
+    received_once = "received" not in acc or (
+        acc["received"] == result["jobs"] and acc["keys_not_received"] == acc["keys_received_twice"]
+        == acc["keys_unknown"] == 0)
     return (acc["succeeded"] == result["jobs"] == acc["total"] == acc["effects"]
             and acc["stuck"] == acc["failed"] == acc["attempts_not_one"] == acc["ledger_bad"] == 0
             and acc["jobs_without_effect"] == acc["jobs_with_duplicate_effect"] == acc["bad_intervals"] == 0
-            and not result["concurrency"]["over_limit"])
+            and received_once and not result["concurrency"]["over_limit"])
 
 
 @contextmanager
@@ -251,6 +281,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--daemons", type=int, default=4)
     p.add_argument("--concurrency", type=int, default=50, help="jobs each daemon runs at once")
     p.add_argument("--sleep-ms", type=int, default=0, help="noop work per job (0: none)")
+    p.add_argument("--burst", type=int, default=1, help="consecutive jobs per integration (1: round-robin)")
+    p.add_argument("--webhook-delay-ms", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="webhook integrations against a receiver answering after LO-HI ms (default: noop)")
     p.add_argument("--timeout", type=float, help="seconds to wait for the last job (default 120 + jobs/50)")
     p.add_argument("--database-url", help="a migrated database to use (default: a throwaway cluster)")
     p.add_argument("--durable", action="store_true", help="throwaway cluster with fsync on (default off)")
