@@ -316,53 +316,130 @@ CREATE FUNCTION dispatch.claim_jobs(p_worker text, p_limit integer, p_lease_seco
     SET enable_seqscan TO 'off'
     AS $$
 DECLARE
-    v_now timestamptz;
+    v_now timestamptz := clock_timestamp();
+    v_window integer := 2 * p_limit + 16;  -- due jobs looked at in the first round
+    v_held text[] := '{}';                 -- integrations this claim holds, until its commit
+    v_ids text[];                          -- a round's integrations to try, in claim order
+    v_jobs integer[];                      -- and how many of their jobs the round's window holds
+    v_want integer;
+    v_seen integer;
+    v_taken integer := 0;
+    v_n integer;
+    v_try record;
+    -- The claim-order key of the last job looked at: below every job, to start with.
+    v_priority smallint := -32768;
+    v_run_after timestamptz := '-infinity';
+    v_id bigint := 0;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('dispatch.claim_jobs'));
-    v_now := clock_timestamp();
-    RETURN QUERY
-    WITH capacity AS (
-        SELECT i.id AS integration_id,
-               CASE i.circuit WHEN 'closed' THEN i.max_concurrency WHEN 'half_open' THEN 1 ELSE 0 END
-               - (SELECT count(*) FROM dispatch.jobs r
-                   WHERE r.integration_id = i.id AND r.status = 'running')::integer AS free
-        FROM dispatch.integrations i
-        WHERE i.enabled AND i.circuit <> 'open'
-          -- Only integrations with a due job: the claim index answers this, so the
-          -- cost follows the queue, not the number of integrations.
-          AND EXISTS (SELECT 1 FROM dispatch.jobs d WHERE d.integration_id = i.id
-                         AND d.status = 'queued' AND d.run_after <= v_now)
-    ),
-    -- Per integration, at most its free capacity, straight off the partial claim index.
-    candidates AS (
-        SELECT q.id, q.priority, q.run_after
-        FROM capacity c
-        CROSS JOIN LATERAL (
-            SELECT j.id, j.priority, j.run_after FROM dispatch.jobs j
-            WHERE j.integration_id = c.integration_id AND j.status = 'queued' AND j.run_after <= v_now
-            ORDER BY j.priority, j.run_after, j.id
-            LIMIT least(c.free, p_limit)  -- never read more than this claim can take
-        ) q
-        WHERE c.free > 0
-        ORDER BY q.priority, q.run_after, q.id
-        LIMIT p_limit
-    ),
-    -- SKIP LOCKED: a row an operator (or a cancel) holds is skipped, never waited for.
-    locked AS (
-        SELECT j.id FROM dispatch.jobs j
-        WHERE j.id = ANY (ARRAY(SELECT candidates.id FROM candidates)) AND j.status = 'queued'
-        FOR UPDATE SKIP LOCKED
-    )
-    -- started_at is read now, after this statement's snapshot saw the capacity: a job that
-    -- finished just before must never look as if it overlapped the one taking its slot.
-    UPDATE dispatch.jobs j
-       SET status = 'running', started_at = clock_timestamp(), attempts = j.attempts + 1, worker_id = p_worker,
-           lease_expires_at = clock_timestamp() + make_interval(secs => p_lease_seconds)
-      FROM dispatch.integrations i
-     WHERE j.id = ANY (ARRAY(SELECT l.id FROM locked l)) AND i.id = j.integration_id
-    RETURNING j.id, j.integration_id, j.kind, j.payload, j.attempts, j.max_attempts, j.scheduled_for,
-              j.run_after, j.enqueued_at, j.started_at, j.idempotency_key, j.schedule_id,
-              i.adapter, i.config, i.secret_name, i.circuit;
+    IF p_limit < 1 THEN
+        RETURN;
+    END IF;
+    FOR v_round IN 1..5 LOOP
+        IF v_round < 5 THEN
+            -- The next window of due jobs in claim order, straight off the claim-order index:
+            -- a claim reads a few index entries, however many integrations there are.
+            WITH w AS (
+                SELECT j.id, j.integration_id, j.priority, j.run_after,
+                       row_number() OVER (ORDER BY j.priority, j.run_after, j.id) AS n
+                  FROM dispatch.jobs j
+                 WHERE j.status = 'queued' AND j.run_after <= v_now
+                   AND (j.priority, j.run_after, j.id) > (v_priority, v_run_after, v_id)
+                 ORDER BY j.priority, j.run_after, j.id
+                 LIMIT v_window),
+            g AS (SELECT w.integration_id, min(w.n) AS first, count(*)::integer AS jobs FROM w GROUP BY 1)
+            SELECT l.n, l.priority, l.run_after, l.id,
+                   ARRAY(SELECT g.integration_id FROM g ORDER BY g.first),
+                   ARRAY(SELECT g.jobs FROM g ORDER BY g.first)
+              INTO v_seen, v_priority, v_run_after, v_id, v_ids, v_jobs
+              FROM w l ORDER BY l.n DESC LIMIT 1;
+            EXIT WHEN NOT FOUND;  -- nothing (more) is due
+        ELSE
+            -- Four windows and the jobs ahead still belong to integrations at their limit (or
+            -- held by other claims): try every integration with due work, by its first due job.
+            SELECT ARRAY(
+                SELECT i.id FROM dispatch.integrations i
+                CROSS JOIN LATERAL (
+                    SELECT d.priority, d.run_after, d.id FROM dispatch.jobs d
+                     WHERE d.integration_id = i.id AND d.status = 'queued' AND d.run_after <= v_now
+                     ORDER BY d.priority, d.run_after, d.id LIMIT 1) h
+                 WHERE i.enabled AND i.circuit <> 'open' AND i.id <> ALL (v_held)
+                 ORDER BY h.priority, h.run_after, h.id)
+              INTO v_ids;
+            v_jobs := NULL;  -- each as many as it has free
+            v_priority := 32767;  -- and no upper bound on the jobs taken from them
+            v_run_after := 'infinity';
+            v_id := 9223372036854775807;
+        END IF;
+        -- Lock, in claim order, just enough of the round's integrations to fill the claim, as
+        -- far as their free slots looked a moment ago. A try-lock: one that another claim holds is
+        -- skipped, never waited for (so no deadlock either), and that claim sees to its jobs. The
+        -- two-key form is its own space (pg_locks.objsubid 2); two ids of one hash only make
+        -- their claims skip each other now and then.
+        v_want := p_limit - v_taken;
+        FOR v_try IN
+            SELECT c.id, least(c.jobs, CASE i.circuit WHEN 'closed' THEN i.max_concurrency ELSE 1 END
+                                       - (SELECT count(*) FROM dispatch.jobs r
+                                           WHERE r.integration_id = c.id AND r.status = 'running')::integer) AS free
+              FROM unnest(v_ids, v_jobs) WITH ORDINALITY AS c(id, jobs, n)
+              JOIN dispatch.integrations i ON i.id = c.id
+             WHERE i.enabled AND i.circuit <> 'open' AND c.id <> ALL (v_held)
+             ORDER BY c.n
+        LOOP
+            CONTINUE WHEN v_try.free < 1;
+            CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtext('dispatch.claim_jobs'), hashtext(v_try.id));
+            v_held := v_held || v_try.id;
+            v_want := v_want - v_try.free;
+            EXIT WHEN v_want < 1;
+        END LOOP;
+        -- A new statement, so a new snapshot taken after the locks: it sees every claim that
+        -- held these integrations before, and no other claim can add to them until this one
+        -- commits. So each held integration's free slots are exact.
+        RETURN QUERY
+        WITH capacity AS (
+            SELECT i.id AS integration_id,
+                   CASE i.circuit WHEN 'closed' THEN i.max_concurrency WHEN 'half_open' THEN 1 ELSE 0 END
+                   - (SELECT count(*) FROM dispatch.jobs r
+                       WHERE r.integration_id = i.id AND r.status = 'running')::integer AS free
+            FROM dispatch.integrations i
+            WHERE i.id = ANY (v_held)
+        ),
+        -- Per integration, at most its free capacity, straight off the partial claim index, and
+        -- only jobs up to the window's end: claim order holds across integrations.
+        candidates AS (
+            SELECT q.id, q.priority, q.run_after
+            FROM capacity c
+            CROSS JOIN LATERAL (
+                SELECT j.id, j.priority, j.run_after FROM dispatch.jobs j
+                WHERE j.integration_id = c.integration_id AND j.status = 'queued' AND j.run_after <= v_now
+                  AND (j.priority, j.run_after, j.id) <= (v_priority, v_run_after, v_id)
+                ORDER BY j.priority, j.run_after, j.id
+                LIMIT least(c.free, p_limit - v_taken)  -- never read more than this claim can take
+            ) q
+            WHERE c.free > 0
+            ORDER BY q.priority, q.run_after, q.id
+            LIMIT p_limit - v_taken
+        ),
+        -- SKIP LOCKED: a row an operator (or a cancel) holds is skipped, never waited for.
+        locked AS (
+            SELECT j.id FROM dispatch.jobs j
+            WHERE j.id = ANY (ARRAY(SELECT candidates.id FROM candidates)) AND j.status = 'queued'
+            FOR UPDATE SKIP LOCKED
+        )
+        -- started_at is read now, after this statement's snapshot saw the capacity: a job that
+        -- finished just before must never look as if it overlapped the one taking its slot.
+        UPDATE dispatch.jobs j
+           SET status = 'running', started_at = clock_timestamp(), attempts = j.attempts + 1, worker_id = p_worker,
+               lease_expires_at = clock_timestamp() + make_interval(secs => p_lease_seconds)
+          FROM dispatch.integrations i
+         WHERE j.id = ANY (ARRAY(SELECT l.id FROM locked l)) AND i.id = j.integration_id
+        RETURNING j.id, j.integration_id, j.kind, j.payload, j.attempts, j.max_attempts, j.scheduled_for,
+                  j.run_after, j.enqueued_at, j.started_at, j.idempotency_key, j.schedule_id,
+                  i.adapter, i.config, i.secret_name, i.circuit;
+        GET DIAGNOSTICS v_n = ROW_COUNT;
+        v_taken := v_taken + v_n;
+        EXIT WHEN v_taken >= p_limit OR v_seen < v_window;  -- full, or every due job was seen
+        v_window := v_window * 2;
+    END LOOP;
 END $$;
 
 
@@ -2762,6 +2839,13 @@ CREATE INDEX job_events_job_idx ON dispatch.job_events USING btree (job_id, id);
 --
 
 CREATE INDEX jobs_claim_idx ON dispatch.jobs USING btree (integration_id, priority, run_after, id) WHERE (status = 'queued'::dispatch.job_status);
+
+
+--
+-- Name: jobs_claim_order_idx; Type: INDEX; Schema: dispatch; Owner: -
+--
+
+CREATE INDEX jobs_claim_order_idx ON dispatch.jobs USING btree (priority, run_after, id) WHERE (status = 'queued'::dispatch.job_status);
 
 
 --
