@@ -303,17 +303,23 @@ def bench_scale(b: Bench) -> dict[str, Any]:
     return out
 
 
-def bench_claims(b: Bench, jobs: int = 4000, integrations: int = 1000, concurrency: int = 10,
+def bench_claims(b: Bench, jobs: int = 3000, integrations: int = 1000, concurrency: int = 4,
                  daemon_counts: tuple[int, ...] = (1, 2, 4), delay_ms: tuple[float, float] = (50.0, 100.0),
-                 burst: int = 4) -> dict[str, Any]:
-    """Claims at scale: 1,000 webhook integrations (limits 1-3) against a slow loopback receiver,
-    1, 2 and 4 daemons (real processes). Jobs come in bursts of ``burst`` per integration so the
-    limits bind. Per daemon count: jobs/s, claim latency under contention (a claim of 50 on a side
-    connection, rolled back, every 100 ms; and the daemons' own mean from pg_stat_user_functions),
-    claims waiting on a lock (pg_stat_activity sampled every 10 ms), the sweep-line limit check and
-    the exactly-once account (the receiver saw each job's key once). First, one claim of 50 on one
-    connection with the due jobs in 1 integration against spread over 1,000."""
-    out: dict[str, Any] = {"single_connection": _claim_spread(b, integrations)}
+                 burst: int = 3) -> dict[str, Any]:
+    """Claims at scale, 1,000 integrations with limits 1-3, in three parts.
+
+    ``single_connection``: one claim of 50, the due jobs in 1 integration against spread over 1,000.
+    ``claim_path``: claims alone (no daemon), 1, 2 and 4 connections claiming and finishing at once:
+    a global lock keeps claims/s flat as connections are added, per-integration locks let it grow.
+    ``daemons_N``: webhook integrations against a slow loopback receiver, 1, 2 and 4 daemons (real
+    processes; ``concurrency`` each, small enough that 4 of them stay I/O-bound on 2 cores), jobs in
+    bursts of ``burst`` per integration so the limits bind. Per run: jobs/s, claim latency under
+    contention (a claim of 50 on a side connection, rolled back, every 100 ms; and the daemons' own
+    mean from pg_stat_user_functions), claims waiting on a lock (pg_stat_activity every 10 ms), how
+    busy the machine was, the sweep-line limit check and the exactly-once account (the receiver
+    saw each job's key once)."""
+    out: dict[str, Any] = {"single_connection": _claim_spread(b, integrations),
+                           "claim_path": _claim_path(b, integrations)}
     jobs = round(jobs * b.size)
     for daemons in daemon_counts:
         url = b.fresh_db("bench_claims")
@@ -339,7 +345,7 @@ def bench_claims(b: Bench, jobs: int = 4000, integrations: int = 1000, concurren
             "seconds": round(seconds, 2), "jobs_per_s": round(jobs / seconds, 1),
             "claim_probe_50_ms": _dist(watch.probe_ms, "ms") if watch.probe_ms else None,
             "daemon_claims": {"calls": own_calls, "mean_ms": round(own_ms / own_calls, 3) if own_calls else None,
-                              "busy_share": round(own_ms / 1000 / seconds, 3)},
+                              "mean_in_progress": round(own_ms / 1000 / seconds, 3)},
             "lock_waits": watch.lock_waits(),
             # The machine is shared: how busy it was, and what the daemons and the receiver used.
             "cpu": {**cpu.figures(), "daemons_and_receiver_ms_per_job": round(cpu.children_s * 1000 / jobs, 2)},
@@ -366,6 +372,48 @@ def _claim_spread(b: Bench, integrations: int, queued: int = 3000, rounds: int =
         many = _claim_rounds(conn, ids, queued, rounds)
     return {"claim_50_1_integration_ms": one, f"claim_50_{integrations}_integrations_ms": many,
             "ratio": round(many / one, 2), "queued": queued}
+
+
+def _claim_path(b: Bench, integrations: int, connections: tuple[int, ...] = (1, 2, 4), seconds: float = 4.0,
+                batch: int = 4) -> dict[str, Any]:
+    """``n`` connections, each claiming ``batch`` and finishing what it took at once, for ``seconds``:
+    claims/s, jobs/s and the claim's latency, per ``n``. One queue for all (bursts of 3 per
+    integration, round after round), consumed from its head."""
+    url = b.fresh_db("bench_claims")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) "
+                     "SELECT 'p' || g, 'noop', 1 + g %% 3 FROM generate_series(0, %s - 1) g", [integrations])
+        for _ in range(12):
+            conn.execute("INSERT INTO dispatch.jobs (integration_id, kind) "
+                         "SELECT 'p' || (g / 3), 'sync' FROM generate_series(0, 3 * %s - 1) g", [integrations])
+        conn.execute("VACUUM ANALYZE dispatch.jobs")
+    out: dict[str, Any] = {"batch": batch, "seconds": seconds}
+    for n in connections:
+        times: list[float] = []
+        taken: list[int] = []
+        deadline = time.monotonic() + seconds
+        threads = [threading.Thread(target=_claimer, args=(url, f"path-{n}-{i}", batch, deadline, times, taken))
+                   for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        out[f"connections_{n}"] = {"claims_per_s": round(len(times) / seconds, 1),
+                                   "jobs_per_s": round(sum(taken) / seconds, 1), "claim_ms": _dist(times, "ms")}
+    with psycopg.connect(url, autocommit=True) as conn:
+        out["queued_left"] = conn.execute("SELECT count(*) FROM dispatch.jobs WHERE status = 'queued'").fetchone()[0]  # type: ignore[index]
+    return out
+
+
+def _claimer(url: str, worker: str, batch: int, deadline: float, times: list[float], taken: list[int]) -> None:
+    with psycopg.connect(url, autocommit=True) as c:
+        while time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            ids = [r[0] for r in c.execute("SELECT id FROM dispatch.claim_jobs(%s, %s, 30)", [worker, batch])]
+            times.append((time.perf_counter() - t0) * 1000)
+            taken.append(len(ids))
+            c.execute("UPDATE dispatch.jobs SET status = 'succeeded', finished_at = clock_timestamp() "
+                      "WHERE id = ANY(%s)", [ids])
 
 
 def _claim_rounds(conn: psycopg.Connection[Any], ids: list[str], queued: int, rounds: int) -> float:

@@ -1,6 +1,6 @@
 -- integration-dispatch, Alembic revision 0011: Claims at scale: per-integration try-locks instead of one global lock, and the head of the queue.
 -- Rendered by scripts/render-supabase-migrations from migrations/versions/0011_claim_locks.py
--- (sha256 05a0afd5c7201373). Do not edit: change the Alembic migration, re-render.
+-- (sha256 cfe16ff5efc6bf80). Do not edit: change the Alembic migration, re-render.
 -- The Supabase case of its branches: Supabase Vault installed, pg_cron in this database (postgres).
 
 -- One tool per database: refuse a database that Alembic (`integration-dispatch db upgrade`) migrates.
@@ -36,12 +36,11 @@ DECLARE
     v_window integer := 2 * p_limit + 16;  -- due jobs looked at in the first round
     v_held text[] := '{}';                 -- integrations this claim holds, until its commit
     v_ids text[];                          -- a round's integrations to try, in claim order
-    v_jobs integer[];                      -- and how many of their jobs the round's window holds
+    v_free integer[];                      -- and how many jobs each looks able to take
     v_want integer;
     v_seen integer;
     v_taken integer := 0;
     v_n integer;
-    v_try record;
     -- The claim-order key of the last job looked at: below every job, to start with.
     v_priority smallint := -32768;
     v_run_after timestamptz := '-infinity';
@@ -52,8 +51,10 @@ BEGIN
     END IF;
     FOR v_round IN 1..5 LOOP
         IF v_round < 5 THEN
-            -- The next window of due jobs in claim order, straight off the claim-order index:
-            -- a claim reads a few index entries, however many integrations there are.
+            -- The next window of due jobs in claim order, straight off the claim-order index (a
+            -- claim reads a few index entries, however many integrations there are), and the
+            -- window's integrations in claim order with what each looks able to take: as many of
+            -- its jobs as the window holds, at most its free slots as of this snapshot.
             WITH w AS (
                 SELECT j.id, j.integration_id, j.priority, j.run_after,
                        row_number() OVER (ORDER BY j.priority, j.run_after, j.id) AS n
@@ -62,49 +63,51 @@ BEGIN
                    AND (j.priority, j.run_after, j.id) > (v_priority, v_run_after, v_id)
                  ORDER BY j.priority, j.run_after, j.id
                  LIMIT v_window),
-            g AS (SELECT w.integration_id, min(w.n) AS first, count(*)::integer AS jobs FROM w GROUP BY 1)
+            c AS (
+                SELECT g.integration_id, g.first,
+                       least(g.jobs, CASE i.circuit WHEN 'closed' THEN i.max_concurrency ELSE 1 END
+                                     - (SELECT count(*) FROM dispatch.jobs r
+                                         WHERE r.integration_id = g.integration_id AND r.status = 'running')::integer) AS free
+                  FROM (SELECT w.integration_id, min(w.n) AS first, count(*)::integer AS jobs FROM w GROUP BY 1) g
+                  JOIN dispatch.integrations i ON i.id = g.integration_id
+                 WHERE i.enabled AND i.circuit <> 'open' AND g.integration_id <> ALL (v_held))
             SELECT l.n, l.priority, l.run_after, l.id,
-                   ARRAY(SELECT g.integration_id FROM g ORDER BY g.first),
-                   ARRAY(SELECT g.jobs FROM g ORDER BY g.first)
-              INTO v_seen, v_priority, v_run_after, v_id, v_ids, v_jobs
+                   ARRAY(SELECT c.integration_id FROM c WHERE c.free > 0 ORDER BY c.first),
+                   ARRAY(SELECT c.free FROM c WHERE c.free > 0 ORDER BY c.first)
+              INTO v_seen, v_priority, v_run_after, v_id, v_ids, v_free
               FROM w l ORDER BY l.n DESC LIMIT 1;
             EXIT WHEN NOT FOUND;  -- nothing (more) is due
         ELSE
             -- Four windows and the jobs ahead still belong to integrations at their limit (or
-            -- held by other claims): try every integration with due work, by its first due job.
-            SELECT ARRAY(
-                SELECT i.id FROM dispatch.integrations i
-                CROSS JOIN LATERAL (
+            -- held by other claims): every integration with due work and a free slot, by its
+            -- first due job, and no upper bound on the jobs taken from them.
+            WITH c AS (
+                SELECT i.id, h.priority, h.run_after, h.id AS head,
+                       CASE i.circuit WHEN 'closed' THEN i.max_concurrency ELSE 1 END
+                       - (SELECT count(*) FROM dispatch.jobs r
+                           WHERE r.integration_id = i.id AND r.status = 'running')::integer AS free
+                  FROM dispatch.integrations i
+                 CROSS JOIN LATERAL (
                     SELECT d.priority, d.run_after, d.id FROM dispatch.jobs d
                      WHERE d.integration_id = i.id AND d.status = 'queued' AND d.run_after <= v_now
                      ORDER BY d.priority, d.run_after, d.id LIMIT 1) h
-                 WHERE i.enabled AND i.circuit <> 'open' AND i.id <> ALL (v_held)
-                 ORDER BY h.priority, h.run_after, h.id)
-              INTO v_ids;
-            v_jobs := NULL;  -- each as many as it has free
-            v_priority := 32767;  -- and no upper bound on the jobs taken from them
+                 WHERE i.enabled AND i.circuit <> 'open' AND i.id <> ALL (v_held))
+            SELECT ARRAY(SELECT c.id FROM c WHERE c.free > 0 ORDER BY c.priority, c.run_after, c.head),
+                   ARRAY(SELECT c.free FROM c WHERE c.free > 0 ORDER BY c.priority, c.run_after, c.head)
+              INTO v_ids, v_free;
+            v_priority := 32767;
             v_run_after := 'infinity';
             v_id := 9223372036854775807;
         END IF;
-        -- Lock, in claim order, just enough of the round's integrations to fill the claim, as
-        -- far as their free slots looked a moment ago. A try-lock: one that another claim holds is
-        -- skipped, never waited for (so no deadlock either), and that claim sees to its jobs. The
-        -- two-key form is its own space (pg_locks.objsubid 2); two ids of one hash only make
-        -- their claims skip each other now and then.
+        -- Lock, in claim order, just enough of them to fill the claim. A try-lock: one that
+        -- another claim holds is skipped, never waited for (so no deadlock either), and that
+        -- claim sees to its jobs. The two-key form is its own space (pg_locks.objsubid 2); two
+        -- ids of one hash only make their claims skip each other now and then.
         v_want := p_limit - v_taken;
-        FOR v_try IN
-            SELECT c.id, least(c.jobs, CASE i.circuit WHEN 'closed' THEN i.max_concurrency ELSE 1 END
-                                       - (SELECT count(*) FROM dispatch.jobs r
-                                           WHERE r.integration_id = c.id AND r.status = 'running')::integer) AS free
-              FROM unnest(v_ids, v_jobs) WITH ORDINALITY AS c(id, jobs, n)
-              JOIN dispatch.integrations i ON i.id = c.id
-             WHERE i.enabled AND i.circuit <> 'open' AND c.id <> ALL (v_held)
-             ORDER BY c.n
-        LOOP
-            CONTINUE WHEN v_try.free < 1;
-            CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtext('dispatch.claim_jobs'), hashtext(v_try.id));
-            v_held := v_held || v_try.id;
-            v_want := v_want - v_try.free;
+        FOR v_i IN 1..cardinality(v_ids) LOOP
+            CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtext('dispatch.claim_jobs'), hashtext(v_ids[v_i]));
+            v_held := v_held || v_ids[v_i];
+            v_want := v_want - v_free[v_i];
             EXIT WHEN v_want < 1;
         END LOOP;
         -- A new statement, so a new snapshot taken after the locks: it sees every claim that
