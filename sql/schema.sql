@@ -311,7 +311,6 @@ END $$;
 CREATE FUNCTION dispatch.claim_jobs(p_worker text, p_limit integer, p_lease_seconds double precision) RETURNS TABLE(id bigint, integration_id text, kind text, payload jsonb, attempts integer, max_attempts integer, scheduled_for timestamp with time zone, run_after timestamp with time zone, enqueued_at timestamp with time zone, started_at timestamp with time zone, idempotency_key text, schedule_id bigint, adapter text, config jsonb, secret_name text, circuit text)
     LANGUAGE plpgsql
     SET jit TO 'off'
-    SET plan_cache_mode TO 'force_custom_plan'
     SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     SET enable_seqscan TO 'off'
     AS $$
