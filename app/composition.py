@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import socket
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +49,8 @@ class Daemon:
     settings: Settings
     port: int
     concurrency: int
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
+    # os.urandom, not uuid: importing uuid imports platform, a few ms of the cold start
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}")
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
