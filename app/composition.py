@@ -18,7 +18,8 @@ from typing import Any
 
 from app import __version__
 from app.adapters import registry
-from app.core import logs, tracing
+from app.adapters.base import Capabilities
+from app.core import logs, metrics, tracing
 from app.core.retry import RetryPolicy
 from app.core.settings import Settings
 from app.daemon.executor import Executor, HttpClients
@@ -76,6 +77,7 @@ class Daemon:
                                  default_secret_name=s.vault_secret_name, health=self.health,
                                  last_cursor=self.jobs.last_cursor, jobs=self.jobs,
                                  trace_context=self.jobs.trace_context)
+        metrics.bind_known_kinds(lambda adapter: Capabilities.of(registry.cls(adapter)).kinds)
         self.worker = Worker(self.jobs, self.executor, WorkerConfig(
             worker_id=self.worker_id, concurrency=self.concurrency, poll_interval=s.dispatch_poll_interval,
             lease_seconds=s.dispatch_lease_seconds, retry=retry))

@@ -1,7 +1,8 @@
 """Benchmarks of integration-dispatch (not tests): prints JSON and a small table.
 
     scripts/bench                 # everything
-    scripts/bench drain pickup    # some of: drain pickup cold_start precision tick claim
+    scripts/bench drain pickup    # some of: drain pickup cold_start precision tick claim scale load soak
+    BENCH_SOAK_JOBS=200000 scripts/bench soak   # the soak's size (default 1,000,000) and BENCH_SOAK_RATE (jobs/s)
 
 Runs on its own throwaway cluster under .local/pg/bench (durable settings, as in
 production), the daemon as a real process.
@@ -16,6 +17,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -310,11 +312,146 @@ def bench_load(b: Bench, jobs: int = 100_000) -> dict[str, Any]:
         return {"error": (out.stderr or out.stdout)[-2000:]}
 
 
+# -- soak: sustained load through the daemon while retention runs as pg_cron would
+SOAK_RETENTION_S = 30.0   # job_retention_days, as seconds: short, so pruning runs all through
+SOAK_MAINTAIN_EVERY_S = 60.0  # pg_cron's dispatch-maintain: once a minute
+SOAK_MARK = 100_000
+
+
+def bench_soak(b: Bench) -> dict[str, Any]:
+    """BENCH_SOAK_JOBS (1,000,000) noop jobs fed at BENCH_SOAK_RATE (2,000/s) through one daemon
+    (concurrency 50) while dispatch.maintain() runs every minute with a 30 s job retention. At
+    each 100k jobs done: table and index sizes, a claim of 50 timed on the side, drain so far."""
+    total = int(os.environ.get("BENCH_SOAK_JOBS", "1000000"))
+    rate = float(os.environ.get("BENCH_SOAK_RATE", "2000"))
+    url = b.fresh_db("bench_soak")
+    with psycopg.connect(url, autocommit=True) as conn:
+        add_integration(conn, 1000)
+        conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('probe', 'noop', 50)")
+        conn.execute("UPDATE dispatch.settings SET value = %s WHERE key = 'job_retention_days'",
+                     [repr(SOAK_RETENTION_S / 86400)])
+        maintainer = _Maintainer(url)
+        with b.daemon(url, 50):
+            maintainer.start()
+            try:
+                marks, seconds = _soak_feed(conn, total, rate, maintainer)
+            finally:
+                maintainer.stop()
+    return _soak_summary(total, rate, seconds, marks, maintainer.runs)
+
+
+class _Maintainer(threading.Thread):
+    """Calls dispatch.maintain() as pg_cron would, and counts what each run deleted."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.halt = url, threading.Event()
+        self.runs: list[dict[str, float]] = []
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self.halt.wait(SOAK_MAINTAIN_EVERY_S):
+                self.runs.append(self.maintain(conn))
+
+    def maintain(self, conn: psycopg.Connection[Any]) -> dict[str, float]:
+        t0 = time.perf_counter()
+        with conn.transaction():
+            conn.execute("SELECT dispatch.maintain()")
+            row = conn.execute("SELECT n_tup_del FROM pg_stat_xact_user_tables "
+                               "WHERE relid = 'dispatch.jobs'::regclass").fetchone()
+        seconds = time.perf_counter() - t0
+        pruned = int(row[0]) if row else 0
+        return {"pruned": pruned, "seconds": round(seconds, 3), "jobs_per_s": round(pruned / seconds)}
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(SOAK_MAINTAIN_EVERY_S + 120)
+
+
+def _soak_feed(conn: psycopg.Connection[Any], total: int, rate: float,
+               maintainer: _Maintainer) -> tuple[list[dict[str, Any]], float]:
+    """Insert at a fixed rate in batches of a tenth of a second; a mark at each 100k jobs done."""
+    marks: list[dict[str, Any]] = []
+    fed, t0, last = 0, time.perf_counter(), (0.0, 0)
+    next_mark = min(SOAK_MARK, total)
+    while True:
+        elapsed = time.perf_counter() - t0
+        due = min(total, int(rate * elapsed)) - fed
+        if due > 0:
+            conn.execute("INSERT INTO dispatch.jobs (integration_id, kind) SELECT 'bench', 'sync' "
+                         "FROM generate_series(1, %s)", [due])
+            fed += due
+        done = fed - _open_jobs(conn)
+        if done >= next_mark:
+            marks.append(_soak_mark(conn, done, elapsed, last, maintainer.runs))
+            print(f"  soak: {json.dumps(marks[-1])}", file=sys.stderr, flush=True)
+            last = (elapsed, done)
+            if done >= total:
+                return marks, elapsed
+            next_mark = min(next_mark + SOAK_MARK, total)
+        time.sleep(max(0.0, 0.1 - (time.perf_counter() - t0 - elapsed)))
+
+
+def _open_jobs(conn: psycopg.Connection[Any]) -> int:
+    # Off the partial indexes (jobs_queued_run_after_idx, jobs_running_idx): never the history.
+    row = conn.execute("SELECT (SELECT count(*) FROM dispatch.jobs WHERE status = 'queued') "
+                       "+ (SELECT count(*) FROM dispatch.jobs WHERE status = 'running')").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _soak_mark(conn: psycopg.Connection[Any], done: int, elapsed: float, last: tuple[float, int],
+               runs: list[dict[str, float]]) -> dict[str, Any]:
+    sizes = conn.execute("""
+        SELECT c.relname, pg_relation_size(c.oid), pg_indexes_size(c.oid), c.reltuples
+          FROM pg_class c WHERE c.oid IN ('dispatch.jobs'::regclass, 'dispatch.job_events'::regclass,
+                                          'dispatch.idempotency_keys'::regclass)""").fetchall()
+    rows = conn.execute("SELECT (SELECT count(*) FROM dispatch.jobs), (SELECT count(*) FROM dispatch.jobs "
+                        "WHERE finished_at < now() - make_interval(secs => %s))",
+                        [SOAK_RETENTION_S + SOAK_MAINTAIN_EVERY_S]).fetchone() or (0, 0)
+    pruned = sum(r["pruned"] for r in runs)
+    return {"done": done, "seconds": round(elapsed, 1),
+            "drain_jobs_per_s": round((done - last[1]) / max(elapsed - last[0], 1e-9)),
+            "prune_jobs_per_s": round(pruned / max(sum(r["seconds"] for r in runs), 1e-9)) if runs else None,
+            "maintain_runs": len(runs), "pruned": pruned,
+            "jobs_rows": rows[0], "overdue_for_pruning": rows[1],
+            **{f"{name}_mb": round(heap / 2**20, 1) for name, heap, _, _ in sizes},
+            **{f"{name}_indexes_mb": round(index / 2**20, 1) for name, _, index, _ in sizes},
+            "claim_50_ms": _claim_probe(conn), "load_1m": round(os.getloadavg()[0], 2)}
+
+
+def _claim_probe(conn: psycopg.Connection[Any], rounds: int = 20) -> dict[str, float]:
+    """A claim of 50 beside the daemon: its own 50 jobs, inserted and claimed in a transaction that
+    is rolled back, so the daemon never sees them (median and p95 of ``rounds``)."""
+    times = []
+    for _ in range(rounds):
+        with conn.transaction(force_rollback=True):
+            conn.execute("INSERT INTO dispatch.jobs (integration_id, kind, priority) "
+                         "SELECT 'probe', 'sync', -1 FROM generate_series(1, 50)")
+            t0 = time.perf_counter()
+            conn.execute("SELECT count(*) FROM dispatch.claim_jobs('soak-probe', 50, 30)").fetchone()
+            times.append((time.perf_counter() - t0) * 1000)
+    return {"p50": round(percentile(times, 50), 2), "p95": round(percentile(times, 95), 2)}
+
+
+def _soak_summary(total: int, rate: float, seconds: float, marks: list[dict[str, Any]],
+                  runs: list[dict[str, float]]) -> dict[str, Any]:
+    busy = sum(r["seconds"] for r in runs)
+    prune = sum(r["pruned"] for r in runs) / busy if busy else float("nan")
+    drain = total / seconds
+    return {"jobs": total, "feed_jobs_per_s": rate, "seconds": round(seconds, 1), "drain_jobs_per_s": round(drain),
+            "prune_jobs_per_s": round(prune), "prune_over_drain": round(prune / drain, 2),
+            "retention_s": SOAK_RETENTION_S, "maintain_every_s": SOAK_MAINTAIN_EVERY_S,
+            "load_average": [round(x, 2) for x in os.getloadavg()], "marks": marks, "maintain_runs": runs}
+
+
 BENCHES: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "scale": bench_scale,
     "drain": bench_drain, "pickup": bench_pickup, "cold_start": bench_cold_start,
     "tick": bench_tick, "claim": bench_claim, "precision": bench_precision, "load": bench_load,
+    "soak": bench_soak,
 }
+# The soak takes about ten minutes on its own (BENCH_SOAK_JOBS makes it shorter): by name only.
+DEFAULT = [name for name in BENCHES if name != "soak"]
 
 
 def write_report(results: dict[str, Any], path: Path) -> None:
@@ -365,7 +502,7 @@ def _plot(results: dict[str, Any], out: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", default=[], metavar="NAME",
-                        help=f"benchmarks to run (default: all of {', '.join(BENCHES)})")
+                        help=f"benchmarks to run (default: all of {', '.join(DEFAULT)}; soak only by name)")
     parser.add_argument("--json-out", type=Path, help="also write the results to this file")
     parser.add_argument("--report", action="store_true", help="write docs/benchmarks.md and its growth plot")
     args = parser.parse_args()
@@ -376,7 +513,7 @@ def main() -> int:
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                            "platform": platform.platform(),
                                            "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}
-    for name in args.names or list(BENCHES):
+    for name in args.names or DEFAULT:
         print(f"running {name} ...", file=sys.stderr)
         results[name] = BENCHES[name](b)
         print(f"  {name}: {json.dumps(results[name])[:300]}", file=sys.stderr)

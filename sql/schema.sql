@@ -186,6 +186,12 @@ BEGIN
             USING ERRCODE = 'check_violation',
                   HINT = 'use a key of your own, e.g. "manual:' || p_key || '"; to re-run a scheduled period use `integration-dispatch jobs retry` or a backfill';
     END IF;
+    -- Retention deletes a job's own key with the job: a caller holding one could repeat it later.
+    IF left(p_key, 4) = 'job:' THEN
+        RAISE EXCEPTION 'idempotency key "%" is reserved (keys "job:<id>" are the ones jobs without a key get)', p_key
+            USING ERRCODE = 'check_violation',
+                  HINT = 'use a key of your own, e.g. "manual:' || substr(p_key, 5) || '", or give none';
+    END IF;
 END $$;
 
 
@@ -193,7 +199,7 @@ END $$;
 -- Name: FUNCTION check_caller_key(p_integration_id text, p_kind text, p_key text, p_source text); Type: COMMENT; Schema: dispatch; Owner: -
 --
 
-COMMENT ON FUNCTION dispatch.check_caller_key(p_integration_id text, p_kind text, p_key text, p_source text) IS 'refuse a caller''s key in the namespace of scheduled periods';
+COMMENT ON FUNCTION dispatch.check_caller_key(p_integration_id text, p_kind text, p_key text, p_source text) IS 'refuse a caller''s key in the namespace of scheduled periods, or of jobs'' own keys (job:<id>)';
 
 
 --
@@ -1061,7 +1067,7 @@ CREATE FUNCTION dispatch.jobs_forget_events() RETURNS trigger
     SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 BEGIN
-    DELETE FROM dispatch.job_events e USING old_rows o WHERE e.job_id = o.id;
+    DELETE FROM dispatch.job_events e WHERE e.job_id = ANY (ARRAY(SELECT o.id FROM old_rows o));
     RETURN NULL;
 END $$;
 
@@ -1318,19 +1324,21 @@ CREATE FUNCTION dispatch.maintain(now timestamp with time zone DEFAULT now()) RE
     AS $$
 DECLARE
     v_batch integer := dispatch.setting('prune_batch_size', '20000')::integer;
+    v_batches integer := dispatch.setting('prune_batches_per_run', '50')::integer;
     v_pruned integer;
 BEGIN
-    DELETE FROM dispatch.tick_runs
-     WHERE started_at < maintain.now - make_interval(days => dispatch.setting('tick_runs_retention_days', '7')::integer);
-    DELETE FROM dispatch.alerts
-     WHERE resolved_at < maintain.now - make_interval(days => dispatch.setting('alert_retention_days', '90')::integer);
-    DELETE FROM dispatch.workers
-     WHERE heartbeat_at < maintain.now - make_interval(days => dispatch.setting('worker_retention_days', '7')::integer);
+    DELETE FROM dispatch.tick_runs WHERE started_at < maintain.now - dispatch.retention('tick_runs_retention_days', '7');
+    DELETE FROM dispatch.alerts WHERE resolved_at < maintain.now - dispatch.retention('alert_retention_days', '90');
+    DELETE FROM dispatch.workers WHERE heartbeat_at < maintain.now - dispatch.retention('worker_retention_days', '7');
     -- Crashed daemons' jobs come back even when no daemon is running to rescue them.
     PERFORM dispatch.rescue_expired_leases();
     -- Until the backlog is gone (a daemon finishes thousands of jobs a second), within a bound.
-    FOR i IN 1..dispatch.setting('prune_batches_per_run', '50')::integer LOOP
-        v_pruned := dispatch.prune_jobs(make_interval(days => dispatch.setting('job_retention_days', '30')::integer), v_batch);
+    FOR i IN 1..v_batches LOOP
+        v_pruned := dispatch.prune_jobs(dispatch.retention('job_retention_days', '30'), v_batch);
+        EXIT WHEN v_pruned < v_batch;
+    END LOOP;
+    FOR i IN 1..v_batches LOOP
+        v_pruned := dispatch.prune_ledger_results(dispatch.retention('ledger_result_retention_days', '90'), v_batch);
         EXIT WHEN v_pruned < v_batch;
     END LOOP;
     RETURN dispatch.check_alerts(maintain.now);
@@ -1341,7 +1349,7 @@ END $$;
 -- Name: FUNCTION maintain(now timestamp with time zone); Type: COMMENT; Schema: dispatch; Owner: -
 --
 
-COMMENT ON FUNCTION dispatch.maintain(now timestamp with time zone) IS 'the per-minute pg_cron duty: lease rescue, retention of jobs (in batches until done), tick runs, alerts and workers, alert checks';
+COMMENT ON FUNCTION dispatch.maintain(now timestamp with time zone) IS 'the per-minute pg_cron duty: lease rescue, retention of jobs and ledger results (in batches until done), tick runs, alerts and workers, alert checks';
 
 
 --
@@ -1393,13 +1401,31 @@ $$;
 CREATE FUNCTION dispatch.prune_jobs(p_older_than interval, p_limit integer DEFAULT 10000) RETURNS integer
     LANGUAGE sql
     SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    SET jit TO 'off'
     AS $$
     WITH old AS (
         SELECT id FROM dispatch.jobs
         WHERE finished_at < clock_timestamp() - p_older_than AND status IN ('succeeded', 'failed', 'cancelled')
         ORDER BY finished_at LIMIT p_limit
         FOR UPDATE SKIP LOCKED
-    ), gone AS (DELETE FROM dispatch.jobs j USING old WHERE j.id = old.id RETURNING 1)
+    ), gone AS (
+        -- ANY(ARRAY(...)) here and below: probes of the primary key. As joins, the planner hashed
+        -- the whole table (jobs, the ledger) once per batch.
+        DELETE FROM dispatch.jobs j WHERE j.id = ANY (ARRAY(SELECT old.id FROM old))
+        RETURNING j.id, j.idempotency_key
+    ), own_keys AS (
+        -- A job's own key ('job:<id>': callers cannot give one) leaves with its job. Keys a vendor
+        -- write was recorded under stay, with their write_intents row.
+        DELETE FROM dispatch.idempotency_keys k
+         WHERE k.key = ANY (ARRAY(SELECT g.idempotency_key FROM gone g WHERE g.idempotency_key = 'job:' || g.id))
+           AND k.slot IS NULL
+           AND NOT EXISTS (SELECT 1 FROM dispatch.write_intents w WHERE w.idempotency_key = k.key)
+           AND NOT coalesce(k.state = 'succeeded' AND k.result ? 'cursor' AND k.updated_at >= (
+               SELECT n.updated_at FROM dispatch.idempotency_keys n
+                WHERE n.integration_id = k.integration_id AND n.kind = k.kind AND n.state = 'succeeded'
+                  AND n.result ? 'cursor'
+                ORDER BY n.updated_at DESC LIMIT 1), false)
+    )
     SELECT count(*)::integer FROM gone
 $$;
 
@@ -1408,7 +1434,44 @@ $$;
 -- Name: FUNCTION prune_jobs(p_older_than interval, p_limit integer); Type: COMMENT; Schema: dispatch; Owner: -
 --
 
-COMMENT ON FUNCTION dispatch.prune_jobs(p_older_than interval, p_limit integer) IS 'delete finished jobs older than p_older_than (at most p_limit); the idempotency ledger is kept';
+COMMENT ON FUNCTION dispatch.prune_jobs(p_older_than interval, p_limit integer) IS 'delete finished jobs older than p_older_than (at most p_limit), their history, and the ledger rows of their own job:<id> keys; callers'' and schedules'' keys are kept';
+
+
+--
+-- Name: prune_ledger_results(interval, integer); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.prune_ledger_results(p_older_than interval, p_limit integer DEFAULT 10000) RETURNS integer
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+    WITH old AS (
+        SELECT k.key FROM dispatch.idempotency_keys k
+         WHERE k.slot IS NULL AND k.result IS NOT NULL AND k.key NOT LIKE 'job:%'
+           AND k.updated_at < clock_timestamp() - p_older_than
+           AND NOT coalesce(k.state = 'succeeded' AND k.result ? 'cursor' AND k.updated_at >= (
+               SELECT n.updated_at FROM dispatch.idempotency_keys n
+                WHERE n.integration_id = k.integration_id AND n.kind = k.kind AND n.state = 'succeeded'
+                  AND n.result ? 'cursor'
+                ORDER BY n.updated_at DESC LIMIT 1), false)
+         ORDER BY k.updated_at LIMIT p_limit
+         FOR UPDATE SKIP LOCKED
+    ), cleared AS (
+        -- updated_at stays: it is when the key's job last changed, not when retention came by.
+        UPDATE dispatch.idempotency_keys k SET result = NULL
+         WHERE k.key = ANY (ARRAY(SELECT old.key FROM old))
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM cleared
+$$;
+
+
+--
+-- Name: FUNCTION prune_ledger_results(p_older_than interval, p_limit integer); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.prune_ledger_results(p_older_than interval, p_limit integer) IS 'clear the result of callers'' ad-hoc keys last updated before p_older_than (at most p_limit); the keys stay, schedules'' keys are never touched';
 
 
 --
@@ -1496,6 +1559,25 @@ CREATE FUNCTION dispatch.resolve_alert(p_kind text, p_subject text) RETURNS inte
         WHERE kind = p_kind AND subject = p_subject AND resolved_at IS NULL RETURNING 1)
     SELECT count(*)::integer FROM r
 $$;
+
+
+--
+-- Name: retention(text, text); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.retention(p_key text, p_default_days text) RETURNS interval
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+    SELECT dispatch.setting(p_key, p_default_days)::double precision * interval '1 day'
+$$;
+
+
+--
+-- Name: FUNCTION retention(p_key text, p_default_days text); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.retention(p_key text, p_default_days text) IS 'a *_retention_days setting as an interval (fractions of a day allowed)';
 
 
 --
@@ -2729,6 +2811,13 @@ CREATE INDEX alerts_raised_idx ON dispatch.alerts USING btree (raised_at);
 
 
 --
+-- Name: alerts_resolved_idx; Type: INDEX; Schema: dispatch; Owner: -
+--
+
+CREATE INDEX alerts_resolved_idx ON dispatch.alerts USING btree (resolved_at) WHERE (resolved_at IS NOT NULL);
+
+
+--
 -- Name: alerts_unnotified_idx; Type: INDEX; Schema: dispatch; Owner: -
 --
 
@@ -2747,6 +2836,13 @@ CREATE INDEX idempotency_keys_latest_idx ON dispatch.idempotency_keys USING btre
 --
 
 CREATE INDEX idempotency_keys_period_idx ON dispatch.idempotency_keys USING btree (integration_id, kind, slot);
+
+
+--
+-- Name: idempotency_keys_results_idx; Type: INDEX; Schema: dispatch; Owner: -
+--
+
+CREATE INDEX idempotency_keys_results_idx ON dispatch.idempotency_keys USING btree (updated_at) WHERE ((slot IS NULL) AND (result IS NOT NULL) AND (key !~~ 'job:%'::text));
 
 
 --
