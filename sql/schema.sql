@@ -798,8 +798,8 @@ CREATE FUNCTION dispatch.cron_prev_lookup(p_next smallint[]) RETURNS smallint[]
     LANGUAGE sql IMMUTABLE
     SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
-    SELECT ARRAY(SELECT (SELECT max(v) FROM unnest(p_next) v WHERE v <= i)
-                 FROM generate_series(0, cardinality(p_next) - 1) i ORDER BY i)::smallint[]
+    SELECT ARRAY(SELECT max(CASE WHEN n = o - 1 THEN n END) OVER (ORDER BY o)
+                   FROM unnest(p_next) WITH ORDINALITY AS u(n, o) ORDER BY o)::smallint[]
 $$;
 
 
