@@ -13,13 +13,13 @@ import logging
 import os
 import signal
 import socket
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from app import __version__
 from app.adapters import registry
-from app.core import logs, tracing
+from app.adapters.base import Capabilities
+from app.core import logs, metrics, tracing
 from app.core.retry import RetryPolicy
 from app.core.settings import Settings
 from app.daemon.executor import Executor, HttpClients
@@ -29,6 +29,8 @@ from app.db.errors import DB_ERRORS
 from app.db.listener import Listener
 from app.db.pool import make_pool, with_retry
 from app.db.stores import JobStore, WorkerStore
+
+FIRST_CLAIM_WAIT = 0.5  # seconds the HTTP stack waits for the first claim to answer
 
 
 def process_age_ms() -> float | None:
@@ -48,7 +50,8 @@ class Daemon:
     settings: Settings
     port: int
     concurrency: int
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
+    # os.urandom, not uuid: importing uuid imports platform, a few ms of the cold start
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}")
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -74,6 +77,7 @@ class Daemon:
                                  default_secret_name=s.vault_secret_name, health=self.health,
                                  last_cursor=self.jobs.last_cursor, jobs=self.jobs,
                                  trace_context=self.jobs.trace_context)
+        metrics.bind_known_kinds(lambda adapter: Capabilities.of(registry.cls(adapter)).kinds)
         self.worker = Worker(self.jobs, self.executor, WorkerConfig(
             worker_id=self.worker_id, concurrency=self.concurrency, poll_interval=s.dispatch_poll_interval,
             lease_seconds=s.dispatch_lease_seconds, retry=retry))
@@ -82,6 +86,7 @@ class Daemon:
         self.alerts = AlertForwarder(self.pool, self.http, s.alert_webhook_url)
         self.listener = Listener(s.listen_database_url or url, on_jobs=self.worker.wake, enabled=s.dispatch_listen)
         self.worker.listening = lambda: self.listener.connected
+        self.listener.on_alerts = self.alerts.wake.set
         self.stop_requested = asyncio.Event()
         self._signals = 0
 
@@ -94,7 +99,6 @@ class Daemon:
         from app.daemon.duties.watchdog import Watchdog
 
         self.heartbeat = Heartbeat(self.workers, self.worker.db)
-        self.listener.on_alerts = self.alerts.wake.set
         s = self.settings
         return [self.alerts, Watchdog(self.pool, s.dispatch_stall_after, s.dispatch_watchdog_interval),
                 LeaseKeeper(self.worker), Rescuer(self.jobs, self.worker.wake, s.dispatch_rescue_interval),
@@ -113,13 +117,21 @@ class Daemon:
         return app
 
     async def run(self) -> int:
-        from app.web.server import ServerLimits, make_server
-
         self._install_signals()
+        # Claim first: queued work starts while the duties and the HTTP stack are still to be
+        # imported. The first claim gets FIRST_CLAIM_WAIT at most: a database that is down must
+        # not keep the health endpoints from answering. (Connecting the listener and the API's
+        # pool before it made the first claim later: their connections compete with its own.)
+        await self.pool.open(wait=False)
+        self.tasks = [asyncio.create_task(self.worker.run(), name="worker")]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.worker.first_claim.wait(), FIRST_CLAIM_WAIT)
         self.duties = self.services()
         server: Any = None
         http_task: asyncio.Task[Any] | None = None
         if self.settings.dispatch_http_enabled:
+            from app.web.server import ServerLimits, make_server
+
             server = make_server(self.http_app(), self.settings.dispatch_http_host, self.port,
                                  ServerLimits.from_settings(self.settings))
             http_task = asyncio.create_task(server.serve(), name="http")
@@ -127,12 +139,10 @@ class Daemon:
             from app.web.health import HealthView
 
             self.health_view = HealthView(self.worker, self.listener, self.duties)
-        await self.pool.open(wait=False)
         await self.api_pool.open(wait=False)
+        self.tasks.append(asyncio.create_task(self.listener.run(), name="listener"))
         await self._register()
-        self.tasks = [asyncio.create_task(c, name=n) for n, c in [
-            ("listener", self.listener.run()), ("worker", self.worker.run()),
-            *[(svc.name, svc.run()) for svc in self.duties]]]
+        self.tasks += [asyncio.create_task(svc.run(), name=svc.name) for svc in self.duties]
         logs.event("daemon.started", worker_id=self.worker_id, port=self.port, concurrency=self.concurrency,
                    version=__version__, listen=self.settings.dispatch_listen)
         asyncio.create_task(self._record_cold_start(server), name="cold-start")

@@ -1,8 +1,9 @@
 """Benchmarks of integration-dispatch (not tests): prints JSON and a small table.
 
     scripts/bench                 # everything
-    scripts/bench drain pickup    # some of: drain pickup cold_start precision tick claim claims scale load
+    scripts/bench drain pickup    # some of: drain pickup cold_start precision tick cron claim claims scale load soak
     scripts/bench claims --size 2 # --size scales the job counts of the benchmarks that take it (claims)
+    BENCH_SOAK_JOBS=200000 scripts/bench soak   # the soak's size (default 1,000,000) and BENCH_SOAK_RATE (jobs/s)
 
 Runs on its own throwaway cluster under .local/pg/bench (durable settings, as in
 production), the daemon as a real process.
@@ -23,8 +24,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
@@ -280,19 +283,7 @@ def bench_scale(b: Bench) -> dict[str, Any]:
                      "SELECT 'i' || g, 'noop', 1 + g % 3 FROM generate_series(1, 999) g")
         out["claim_1000_integrations_ms"] = _claim_cost(conn)
         out["claim_ratio"] = round(out["claim_1000_integrations_ms"] / out["claim_1_integration_ms"], 2)
-        shapes = {"months 1-6, 1 January": ("* * * 1-6 *", "UTC", "2027-01-01T00:00:00Z"),
-                  "29 February": ("0 0 29 2 *", "UTC", "2027-03-01T00:00:00Z"),
-                  "weekdays 09:00 Oslo": ("0 9 * * 1-5", "Europe/Oslo", "2026-12-07T00:00:00Z"),
-                  "yearly, DST zone": ("0 3 1 1 *", "America/New_York", "2026-12-31T00:00:00Z"),
-                  "every minute": ("* * * * *", "UTC", "2026-12-01T00:00:00Z")}
-        cron: dict[str, Any] = {}
-        for name, (expr, tz, at) in shapes.items():
-            for fn in ("cron_prev", "cron_next"):
-                t0 = time.perf_counter()
-                for _ in range(5):
-                    conn.execute(f"SELECT dispatch.{fn}(%s, %s, %s::timestamptz)", [expr, tz, at])
-                cron[f"{fn} {name}"] = round((time.perf_counter() - t0) * 1000 / 5, 2)
-        out["cron_ms"] = cron
+        out["cron_ms"] = cron_shapes(conn)
         _add_history(conn, 0, 300_000)
         t0 = time.perf_counter()
         for _ in range(5):
@@ -521,6 +512,226 @@ class ClaimWatch:
                 "wait_events": dict(self.wait_events)}
 
 
+# -- cron worst cases (issue 16, item 5)
+
+def _transitions(zone: str, year: int) -> list[datetime]:
+    """The instants (to the minute) where the zone's UTC offset changes during the year."""
+    tz, found = ZoneInfo(zone), []
+    t, end = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+    while t < end:
+        nxt = t + timedelta(hours=1)
+        if t.astimezone(tz).utcoffset() != nxt.astimezone(tz).utcoffset():
+            lo, hi = t, nxt
+            while hi - lo > timedelta(minutes=1):
+                mid = lo + (hi - lo) / 2
+                lo, hi = (mid, hi) if mid.astimezone(tz).utcoffset() == t.astimezone(tz).utcoffset() else (lo, mid)
+            found.append(hi)
+        t = nxt
+    return found
+
+
+def _z(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+# Every shape the issue names, each at the instants that make its search longest (the far side
+# of the months or days it skips) and, in a DST zone, around both of 2026's transitions.
+CRON_SHAPES: dict[str, tuple[str, str, list[str]]] = {
+    "every minute": ("* * * * *", "UTC", ["2026-12-01T00:00:00"]),
+    "month range 1-6": ("* * * 1-6 *", "UTC", ["2027-01-01T00:00:00", "2026-07-01T00:00:00", "2026-06-30T23:59:30"]),
+    "month range NOV-FEB, Oslo": ("0 12 * nov-feb *", "Europe/Oslo", ["2026-11-01T00:00:00", "2026-03-01T00:00:00"]),
+    "one month, every minute": ("* * * 2 *", "UTC", ["2027-02-01T00:00:00", "2026-03-01T00:00:00"]),
+    "weekdays 09:00, Oslo": ("0 9 * * 1-5", "Europe/Oslo", ["2026-12-07T00:00:00", "2026-12-05T12:00:00"]),
+    "Sundays 02:30, Oslo (the DST nights)": ("30 2 * * 0", "Europe/Oslo", []),
+    "Saturdays, every minute": ("* * * * 6", "UTC", ["2026-12-06T00:00:00", "2026-12-04T00:00:00"]),
+    "yearly": ("0 0 1 1 *", "UTC", ["2026-12-31T23:59:00", "2026-01-01T00:01:00"]),
+    "yearly 03:00, New York": ("0 3 1 1 *", "America/New_York", ["2026-12-31T00:00:00", "2026-01-02T00:00:00"]),
+    "29 February": ("0 0 29 2 *", "UTC", ["2028-02-28T00:00:00", "2028-03-01T00:00:00"]),
+    "29 February on a Sunday (28 years apart)": ("0 0 29 2 */7", "UTC", ["2059-03-01T00:00:00", "2032-03-01T00:00:00"]),
+    "the 13th on a Friday or Sunday": ("0 0 13 * */5", "UTC", ["2026-11-14T00:00:00", "2026-03-14T00:00:00"]),
+    "DST gap, 02:30 Oslo": ("30 2 * * *", "Europe/Oslo", []),
+    "DST gap, 02:00-02:45 Oslo": ("0,15,45 2 * * *", "Europe/Oslo", []),
+    "DST every minute, Oslo": ("* * * * *", "Europe/Oslo", []),
+    "DST every minute of 02:xx, Oslo": ("* 2 * * *", "Europe/Oslo", []),
+    "DST hourly :30, New York": ("30 * * * *", "America/New_York", []),
+    "DST 30-minute shift, Lord Howe": ("15 2 * * *", "Australia/Lord_Howe", []),
+    "DST 45-minute offset, Chatham": ("45 2 * * *", "Pacific/Chatham", []),
+    "negative DST, Dublin": ("30 1 * * *", "Europe/Dublin", []),
+    "no slot at all (30 February, written around the validation)": ("0 0 30 2 *", "UTC", ["2026-06-01T00:00:00"]),
+}
+
+
+def _shape_instants(tz: str, fixed: list[str]) -> list[datetime]:
+    at = [_z(t) for t in fixed]
+    for transition in _transitions(tz, 2026):
+        at += [transition + timedelta(minutes=m) for m in (-61, -1, 0, 1, 30, 59, 60, 61, 121)]
+    return at or [_z("2026-06-15T12:00:30")]
+
+
+_TIME_CRON = """CREATE FUNCTION pg_temp.time_cron(fn text, expr text, tz text, t timestamptz, n integer)
+RETURNS double precision LANGUAGE plpgsql AS $$
+DECLARE
+    s dispatch.cron_spec := dispatch.cron_parse(expr);
+    t0 timestamptz;
+    best double precision := 'infinity';
+    r timestamptz;
+BEGIN
+    FOR i IN 1..n LOOP
+        t0 := clock_timestamp();
+        IF fn = 'cron_prev' THEN r := dispatch.cron_prev(s, tz, t); ELSE r := dispatch.cron_next(s, tz, t); END IF;
+        best := least(best, 1000 * extract(epoch FROM clock_timestamp() - t0));
+    END LOOP;
+    RETURN best;
+END $$"""
+
+
+def cron_shapes(conn: psycopg.Connection[Any], repeat: int = 5) -> dict[str, Any]:
+    """cron_prev and cron_next per shape, at the instant that costs it most: `ms` is the call as
+    a caller makes it (text expression, parse included, one round trip; median of `repeat`),
+    `server_ms` the function alone on a parsed expression as the tick calls it (best of
+    `repeat`, timed inside the server)."""
+    conn.execute(_TIME_CRON)
+    out: dict[str, Any] = {}
+    for fn in ("cron_prev", "cron_next"):
+        per_shape: dict[str, Any] = {}
+        for name, (expr, tz, fixed) in CRON_SHAPES.items():
+            worst, worst_at, server = 0.0, "", 0.0
+            for at in _shape_instants(tz, fixed):
+                times = []
+                for _ in range(repeat):
+                    t0 = time.perf_counter()
+                    conn.execute(f"SELECT dispatch.{fn}(%s, %s, %s::timestamptz)", [expr, tz, at]).fetchone()
+                    times.append((time.perf_counter() - t0) * 1000)
+                if statistics.median(times) > worst:
+                    worst, worst_at = statistics.median(times), at.isoformat()
+                row = conn.execute("SELECT pg_temp.time_cron(%s, %s, %s, %s, %s)",
+                                   [fn, expr, tz, at, repeat]).fetchone()
+                server = max(server, float(row[0]) if row else 0.0)
+            per_shape[name] = {"expr": expr, "tz": tz, "worst_ms": round(worst, 2), "at": worst_at,
+                               "worst_server_ms": round(server, 3)}
+        top = max(per_shape, key=lambda k: per_shape[k]["worst_ms"])
+        top_server = max(per_shape, key=lambda k: per_shape[k]["worst_server_ms"])
+        out[fn] = {"worst_ms": per_shape[top]["worst_ms"], "worst_shape": top,
+                   "worst_server_ms": per_shape[top_server]["worst_server_ms"], "worst_server_shape": top_server,
+                   "shapes": per_shape}
+    return out
+
+
+TICK_ZONES = ["UTC", "Europe/Oslo", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "America/Sao_Paulo",
+              "Europe/Dublin", "Asia/Tokyo", "America/Los_Angeles", "Pacific/Honolulu"]
+TICK_AT = _z("2028-02-29T12:00:00")        # a 29 February: a slot of every shape below in every zone above
+
+
+def _tick_mix() -> list[tuple[str, str]]:
+    """(cron, zone) pairs: ten shapes in ten zones, each with a slot at TICK_AT."""
+    mix = []
+    for zone in TICK_ZONES:
+        local = TICK_AT.astimezone(ZoneInfo(zone))
+        m, h, d, mo, dow = local.minute, local.hour, local.day, local.month, (local.weekday() + 1) % 7
+        mix += [(c, zone) for c in (
+            "* * * * *", "*/15 * * * *", f"{m} * * * *", f"{m} {h} * * *", f"{m} {h} * * {dow}",
+            f"{m} {h} * * {'1-5' if 1 <= dow <= 5 else '0,6'}",             # weekdays (or the weekend) only
+            f"{m} {h} {d} {mo} *",                                           # yearly: 29 February
+            f"{m} {h} {d} {mo}-{(mo + 2) % 12 + 1} *",                       # a month range
+            f"{m} {h} {d} * *",                                              # monthly
+            f"{m} {h} {d} {mo} {'*/2' if dow % 2 == 0 else '*'}")]           # 29 February and a weekday
+    return mix
+
+
+def _add_mixed_schedules(conn: psycopg.Connection[Any], total: int, due: int) -> None:
+    """`total` schedules of the mix, `due` of them due at TICK_AT, the rest next year. The trigger
+    parses the hundred distinct (cron, zone) pairs once; their rows are copied with its result."""
+    mix = _tick_mix()
+    conn.execute("INSERT INTO dispatch.schedules (integration_id, kind, cron, timezone, next_slot) "
+                 "SELECT 'bench', 'mix' || n, c, z, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY u(c, z, n)",
+                 [TICK_AT, [c for c, _ in mix], [z for _, z in mix]])
+    conn.execute("ALTER TABLE dispatch.schedules DISABLE TRIGGER schedules_before_write")
+    conn.execute("""INSERT INTO dispatch.schedules (integration_id, kind, cron, timezone, cron_spec, next_slot)
+        SELECT 'bench', 'k' || g, m.cron, m.timezone, m.cron_spec,
+               CASE WHEN g <= %(due)s THEN %(at)s ELSE %(at)s::timestamptz + interval '300 days' END
+        FROM generate_series(1, %(n)s) g
+        JOIN dispatch.schedules m ON m.kind = 'mix' || (1 + g %% %(mix)s)""",
+                 {"due": due - len(mix), "at": TICK_AT, "n": total - len(mix), "mix": len(mix)})
+    conn.execute("ALTER TABLE dispatch.schedules ENABLE TRIGGER schedules_before_write")
+    conn.execute("VACUUM ANALYZE dispatch.schedules")
+
+
+def _backend_cpu_ms(pid: int) -> float | None:
+    """CPU time the server process has used (the cluster is local): a figure the other load
+    on a shared machine does not inflate, unlike wall time."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e6
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _timed_tick(url: str, runs: int = 3) -> dict[str, Any]:
+    """dispatch.tick() acting for just before TICK_AT, `runs` times, each on a new connection (a
+    cold plan cache, as pg_cron's background worker has) and rolled back (the same work each time)."""
+    walls, cpus, out = [], [], {}
+    for _ in range(runs):
+        with psycopg.connect(url) as conn:
+            pid = conn.info.backend_pid
+            cpu0, t0 = _backend_cpu_ms(pid), time.perf_counter()
+            try:
+                row = conn.execute("SELECT dispatch.tick(%s)", [TICK_AT - timedelta(seconds=60)]).fetchone()
+            except psycopg.Error as e:
+                return {"ms": round((time.perf_counter() - t0) * 1000, 1), "error": str(e).splitlines()[0]}
+            walls.append((time.perf_counter() - t0) * 1000)
+            cpu1 = _backend_cpu_ms(pid)
+            if cpu0 is not None and cpu1 is not None:
+                cpus.append(cpu1 - cpu0)
+            out = {"jobs_inserted": row[0] if row else None,
+                   "alerts": dict(conn.execute("SELECT kind, count(*) FROM dispatch.alerts GROUP BY kind").fetchall())}
+            conn.rollback()
+    return {"ms": round(statistics.median(walls), 1), "runs_ms": [round(w, 1) for w in walls],
+            "server_cpu_ms": round(statistics.median(cpus), 1) if cpus else None, **out,
+            "load_1min": round(os.getloadavg()[0], 2)}
+
+
+def bench_cron(b: Bench, sizes: tuple[int, ...] = (1_000, 10_000, 100_000), due: int = 1000) -> dict[str, Any]:
+    """Cron worst cases: cron_prev/cron_next per shape; a tick with `due` schedules of ten shapes
+    in ten zones due at once against 1k/10k/100k schedules in all; the same tick with broken
+    schedules among them (screened out, and one found by halving the batch)."""
+    out: dict[str, Any] = {}
+    url = b.fresh_db("bench_cron")
+    with psycopg.connect(url, autocommit=True) as conn:
+        out["cron_ms"] = cron_shapes(conn)
+    for total in sizes:
+        url = b.fresh_db("bench_cron")
+        with psycopg.connect(url, autocommit=True) as conn:
+            add_integration(conn, 10)
+            _add_mixed_schedules(conn, total, due)
+        out[f"tick_schedules_{total}"] = {"schedules": total, "due": due, **_timed_tick(url)}
+    url = b.fresh_db("bench_cron")
+    with psycopg.connect(url, autocommit=True) as conn:
+        add_integration(conn, 10)
+        _add_mixed_schedules(conn, sizes[0], due)
+        # Written around the validation trigger: a zone a tzdata update removed, an expression
+        # that does not parse, one whose day never comes.
+        conn.execute("ALTER TABLE dispatch.schedules DISABLE TRIGGER schedules_before_write")
+        conn.execute("""INSERT INTO dispatch.schedules (integration_id, kind, cron, timezone, cron_spec, next_slot)
+            VALUES ('bench', 'bad-zone', '* * * * *', 'US/Pacific-New', dispatch.cron_parse('* * * * *'), %(at)s),
+                   ('bench', 'bad-cron', '* * * * * *', 'UTC', NULL, %(at)s),
+                   ('bench', 'never', '0 0 30 2 *', 'UTC', dispatch.cron_parse('0 0 30 2 *'), %(at)s)""",
+                     {"at": TICK_AT})
+        conn.execute("ALTER TABLE dispatch.schedules ENABLE TRIGGER schedules_before_write")
+    out["tick_with_3_broken"] = {"schedules": sizes[0] + 3, "due": due + 3, **_timed_tick(url)}
+    url = b.fresh_db("bench_cron")
+    with psycopg.connect(url, autocommit=True) as conn:
+        add_integration(conn, 10)
+        _add_mixed_schedules(conn, sizes[0], due)
+        # One the screening cannot see: its integration deleted while foreign keys were off.
+        conn.execute("INSERT INTO dispatch.integrations (id, adapter) VALUES ('gone', 'noop')")
+        conn.execute("INSERT INTO dispatch.schedules (integration_id, kind, cron, next_slot) "
+                     "VALUES ('gone', 'orphan', '* * * * *', %s)", [TICK_AT])
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("DELETE FROM dispatch.integrations WHERE id = 'gone'")
+        conn.execute("RESET session_replication_role")
+    out["tick_first_after_an_orphan"] = {"schedules": sizes[0] + 1, "due": due + 1, **_timed_tick(url)}
+    return out
+
+
 def _dist(values: list[float], unit: str) -> dict[str, Any]:
     return {"n": len(values), "unit": unit, **{f"p{p}": round(percentile(values, p), 2) for p in (50, 95, 99)},
             "max": round(max(values), 2)}
@@ -536,11 +747,146 @@ def bench_load(b: Bench, jobs: int = 100_000) -> dict[str, Any]:
         return {"error": (out.stderr or out.stdout)[-2000:]}
 
 
+# -- soak: sustained load through the daemon while retention runs as pg_cron would
+SOAK_RETENTION_S = 30.0   # job_retention_days, as seconds: short, so pruning runs all through
+SOAK_MAINTAIN_EVERY_S = 60.0  # pg_cron's dispatch-maintain: once a minute
+SOAK_MARK = 100_000
+
+
+def bench_soak(b: Bench) -> dict[str, Any]:
+    """BENCH_SOAK_JOBS (1,000,000) noop jobs fed at BENCH_SOAK_RATE (2,000/s) through one daemon
+    (concurrency 50) while dispatch.maintain() runs every minute with a 30 s job retention. At
+    each 100k jobs done: table and index sizes, a claim of 50 timed on the side, drain so far."""
+    total = int(os.environ.get("BENCH_SOAK_JOBS", "1000000"))
+    rate = float(os.environ.get("BENCH_SOAK_RATE", "2000"))
+    url = b.fresh_db("bench_soak")
+    with psycopg.connect(url, autocommit=True) as conn:
+        add_integration(conn, 1000)
+        conn.execute("INSERT INTO dispatch.integrations (id, adapter, max_concurrency) VALUES ('probe', 'noop', 50)")
+        conn.execute("UPDATE dispatch.settings SET value = %s WHERE key = 'job_retention_days'",
+                     [repr(SOAK_RETENTION_S / 86400)])
+        maintainer = _Maintainer(url)
+        with b.daemon(url, 50):
+            maintainer.start()
+            try:
+                marks, seconds = _soak_feed(conn, total, rate, maintainer)
+            finally:
+                maintainer.stop()
+    return _soak_summary(total, rate, seconds, marks, maintainer.runs)
+
+
+class _Maintainer(threading.Thread):
+    """Calls dispatch.maintain() as pg_cron would, and counts what each run deleted."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.halt = url, threading.Event()
+        self.runs: list[dict[str, float]] = []
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self.halt.wait(SOAK_MAINTAIN_EVERY_S):
+                self.runs.append(self.maintain(conn))
+
+    def maintain(self, conn: psycopg.Connection[Any]) -> dict[str, float]:
+        t0 = time.perf_counter()
+        with conn.transaction():
+            conn.execute("SELECT dispatch.maintain()")
+            row = conn.execute("SELECT n_tup_del FROM pg_stat_xact_user_tables "
+                               "WHERE relid = 'dispatch.jobs'::regclass").fetchone()
+        seconds = time.perf_counter() - t0
+        pruned = int(row[0]) if row else 0
+        return {"pruned": pruned, "seconds": round(seconds, 3), "jobs_per_s": round(pruned / seconds)}
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(SOAK_MAINTAIN_EVERY_S + 120)
+
+
+def _soak_feed(conn: psycopg.Connection[Any], total: int, rate: float,
+               maintainer: _Maintainer) -> tuple[list[dict[str, Any]], float]:
+    """Insert at a fixed rate in batches of a tenth of a second; a mark at each 100k jobs done."""
+    marks: list[dict[str, Any]] = []
+    fed, t0, last = 0, time.perf_counter(), (0.0, 0)
+    next_mark = min(SOAK_MARK, total)
+    while True:
+        elapsed = time.perf_counter() - t0
+        due = min(total, int(rate * elapsed)) - fed
+        if due > 0:
+            conn.execute("INSERT INTO dispatch.jobs (integration_id, kind) SELECT 'bench', 'sync' "
+                         "FROM generate_series(1, %s)", [due])
+            fed += due
+        done = fed - _open_jobs(conn)
+        if done >= next_mark:
+            marks.append(_soak_mark(conn, done, elapsed, last, maintainer.runs))
+            print(f"  soak: {json.dumps(marks[-1])}", file=sys.stderr, flush=True)
+            last = (elapsed, done)
+            if done >= total:
+                return marks, elapsed
+            next_mark = min(next_mark + SOAK_MARK, total)
+        time.sleep(max(0.0, 0.1 - (time.perf_counter() - t0 - elapsed)))
+
+
+def _open_jobs(conn: psycopg.Connection[Any]) -> int:
+    # Off the partial indexes (jobs_queued_run_after_idx, jobs_running_idx): never the history.
+    row = conn.execute("SELECT (SELECT count(*) FROM dispatch.jobs WHERE status = 'queued') "
+                       "+ (SELECT count(*) FROM dispatch.jobs WHERE status = 'running')").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _soak_mark(conn: psycopg.Connection[Any], done: int, elapsed: float, last: tuple[float, int],
+               runs: list[dict[str, float]]) -> dict[str, Any]:
+    sizes = conn.execute("""
+        SELECT c.relname, pg_relation_size(c.oid), pg_indexes_size(c.oid), c.reltuples
+          FROM pg_class c WHERE c.oid IN ('dispatch.jobs'::regclass, 'dispatch.job_events'::regclass,
+                                          'dispatch.idempotency_keys'::regclass)""").fetchall()
+    rows = conn.execute("SELECT (SELECT count(*) FROM dispatch.jobs), (SELECT count(*) FROM dispatch.jobs "
+                        "WHERE finished_at < now() - make_interval(secs => %s))",
+                        [SOAK_RETENTION_S + SOAK_MAINTAIN_EVERY_S]).fetchone() or (0, 0)
+    pruned = sum(r["pruned"] for r in runs)
+    return {"done": done, "seconds": round(elapsed, 1),
+            "drain_jobs_per_s": round((done - last[1]) / max(elapsed - last[0], 1e-9)),
+            "prune_jobs_per_s": round(pruned / max(sum(r["seconds"] for r in runs), 1e-9)) if runs else None,
+            "maintain_runs": len(runs), "pruned": pruned,
+            "jobs_rows": rows[0], "overdue_for_pruning": rows[1],
+            **{f"{name}_mb": round(heap / 2**20, 1) for name, heap, _, _ in sizes},
+            **{f"{name}_indexes_mb": round(index / 2**20, 1) for name, _, index, _ in sizes},
+            "claim_50_ms": _claim_probe(conn), "load_1m": round(os.getloadavg()[0], 2)}
+
+
+def _claim_probe(conn: psycopg.Connection[Any], rounds: int = 20) -> dict[str, float]:
+    """A claim of 50 beside the daemon: its own 50 jobs, inserted and claimed in a transaction that
+    is rolled back, so the daemon never sees them (median and p95 of ``rounds``)."""
+    times = []
+    for _ in range(rounds):
+        with conn.transaction(force_rollback=True):
+            conn.execute("INSERT INTO dispatch.jobs (integration_id, kind, priority) "
+                         "SELECT 'probe', 'sync', -1 FROM generate_series(1, 50)")
+            t0 = time.perf_counter()
+            conn.execute("SELECT count(*) FROM dispatch.claim_jobs('soak-probe', 50, 30)").fetchone()
+            times.append((time.perf_counter() - t0) * 1000)
+    return {"p50": round(percentile(times, 50), 2), "p95": round(percentile(times, 95), 2)}
+
+
+def _soak_summary(total: int, rate: float, seconds: float, marks: list[dict[str, Any]],
+                  runs: list[dict[str, float]]) -> dict[str, Any]:
+    busy = sum(r["seconds"] for r in runs)
+    prune = sum(r["pruned"] for r in runs) / busy if busy else float("nan")
+    drain = total / seconds
+    return {"jobs": total, "feed_jobs_per_s": rate, "seconds": round(seconds, 1), "drain_jobs_per_s": round(drain),
+            "prune_jobs_per_s": round(prune), "prune_over_drain": round(prune / drain, 2),
+            "retention_s": SOAK_RETENTION_S, "maintain_every_s": SOAK_MAINTAIN_EVERY_S,
+            "load_average": [round(x, 2) for x in os.getloadavg()], "marks": marks, "maintain_runs": runs}
+
+
 BENCHES: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "scale": bench_scale, "claims": bench_claims,
     "drain": bench_drain, "pickup": bench_pickup, "cold_start": bench_cold_start,
-    "tick": bench_tick, "claim": bench_claim, "precision": bench_precision, "load": bench_load,
+    "tick": bench_tick, "cron": bench_cron, "claim": bench_claim, "precision": bench_precision, "load": bench_load,
+    "soak": bench_soak,
 }
+# The soak takes about ten minutes on its own (BENCH_SOAK_JOBS makes it shorter): by name only.
+DEFAULT = [name for name in BENCHES if name != "soak"]
 
 
 def write_report(results: dict[str, Any], path: Path) -> None:
@@ -591,7 +937,7 @@ def _plot(results: dict[str, Any], out: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", default=[], metavar="NAME",
-                        help=f"benchmarks to run (default: all of {', '.join(BENCHES)})")
+                        help=f"benchmarks to run (default: all of {', '.join(DEFAULT)}; soak only by name)")
     parser.add_argument("--json-out", type=Path, help="also write the results to this file")
     parser.add_argument("--report", action="store_true", help="write docs/benchmarks.md and its growth plot")
     parser.add_argument("--size", type=float, default=1.0,
@@ -604,7 +950,7 @@ def main() -> int:
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                            "platform": platform.platform(),
                                            "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}
-    for name in args.names or list(BENCHES):
+    for name in args.names or DEFAULT:
         print(f"running {name} ...", file=sys.stderr)
         results[name] = BENCHES[name](b)
         print(f"  {name}: {json.dumps(results[name])[:300]}", file=sys.stderr)

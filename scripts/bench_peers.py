@@ -78,7 +78,9 @@ class Side:
 
 
 OURS_SQL = dict(
-    unfinished="SELECT EXISTS (SELECT 1 FROM dispatch.jobs WHERE status IN ('queued', 'running'))",
+    # Two EXISTS, one per partial index (queued, running): the poll must not scan finished rows.
+    unfinished="SELECT EXISTS (SELECT 1 FROM dispatch.jobs WHERE status = 'queued') "
+               "OR EXISTS (SELECT 1 FROM dispatch.jobs WHERE status = 'running')",
     finished="SELECT count(*) FROM dispatch.jobs WHERE status = 'succeeded'",
     started="SELECT id::text, extract(epoch FROM started_at)::float8 FROM dispatch.jobs WHERE started_at IS NOT NULL",
 )
@@ -90,7 +92,7 @@ def sides() -> list[Side]:
              durability="synchronous_commit=on (DISPATCH_WORKER_SYNCHRONOUS_COMMIT=on)", **OURS_SQL),
         Side("ours_sync_off", "ours (sync off)", env={"DISPATCH_WORKER_SYNCHRONOUS_COMMIT": "off"}, sync="off",
              durability="synchronous_commit=off for the worker's own transitions "
-                        "(DISPATCH_WORKER_SYNCHRONOUS_COMMIT=off, the shipped default)", **OURS_SQL),
+                        "(DISPATCH_WORKER_SYNCHRONOUS_COMMIT=off; the shipped default is on)", **OURS_SQL),
         Side("pgqueuer", "PGQueuer", program="pgqueuer_peer", package="pgqueuer",
              durability="synchronous_commit=on (server default; PGQueuer sets none), tables LOGGED "
                         "(durability 'durable', its default)",
@@ -264,6 +266,9 @@ def bench_drain(h: Harness, side: Side, concurrency: int, jobs: int) -> dict[str
     h.seed(side, url, jobs, concurrency)
     h.settle(url)
     with psycopg.connect(url, autocommit=True) as conn:
+        # The poll costs every side only what its indexes allow: with the statistics taken when
+        # the queue was full, the planner would scan the finished rows in front of the queued ones.
+        conn.execute("SET enable_seqscan = off")
         load = load1()
         t0 = time.perf_counter()
         proc, _ = h.spawn(side, url, concurrency, f"drain{concurrency}")

@@ -55,7 +55,9 @@ CREATE TYPE dispatch.cron_spec AS (
 	dow_bits integer,
 	dom_star boolean,
 	dow_star boolean,
-	every_hour boolean
+	every_hour boolean,
+	minute_prev smallint[],
+	hour_prev smallint[]
 );
 
 
@@ -186,6 +188,12 @@ BEGIN
             USING ERRCODE = 'check_violation',
                   HINT = 'use a key of your own, e.g. "manual:' || p_key || '"; to re-run a scheduled period use `integration-dispatch jobs retry` or a backfill';
     END IF;
+    -- Retention deletes a job's own key with the job: a caller holding one could repeat it later.
+    IF left(p_key, 4) = 'job:' THEN
+        RAISE EXCEPTION 'idempotency key "%" is reserved (keys "job:<id>" are the ones jobs without a key get)', p_key
+            USING ERRCODE = 'check_violation',
+                  HINT = 'use a key of your own, e.g. "manual:' || substr(p_key, 5) || '", or give none';
+    END IF;
 END $$;
 
 
@@ -193,7 +201,7 @@ END $$;
 -- Name: FUNCTION check_caller_key(p_integration_id text, p_kind text, p_key text, p_source text); Type: COMMENT; Schema: dispatch; Owner: -
 --
 
-COMMENT ON FUNCTION dispatch.check_caller_key(p_integration_id text, p_kind text, p_key text, p_source text) IS 'refuse a caller''s key in the namespace of scheduled periods';
+COMMENT ON FUNCTION dispatch.check_caller_key(p_integration_id text, p_kind text, p_key text, p_source text) IS 'refuse a caller''s key in the namespace of scheduled periods, or of jobs'' own keys (job:<id>)';
 
 
 --
@@ -311,7 +319,6 @@ END $$;
 CREATE FUNCTION dispatch.claim_jobs(p_worker text, p_limit integer, p_lease_seconds double precision) RETURNS TABLE(id bigint, integration_id text, kind text, payload jsonb, attempts integer, max_attempts integer, scheduled_for timestamp with time zone, run_after timestamp with time zone, enqueued_at timestamp with time zone, started_at timestamp with time zone, idempotency_key text, schedule_id bigint, adapter text, config jsonb, secret_name text, circuit text)
     LANGUAGE plpgsql
     SET jit TO 'off'
-    SET plan_cache_mode TO 'force_custom_plan'
     SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     SET enable_seqscan TO 'off'
     AS $$
@@ -614,11 +621,67 @@ BEGIN
     -- Walls <= the local time of p_after map to instants <= p_after, so start there. In a
     -- repeated hour, walls just after it can still map to earlier first occurrences: skip.
     FOR i IN 1..2000 LOOP
-        w := dispatch.cron_wall_next(p_spec, w);
+    <<wall_next>>
+    DECLARE
+        t timestamp := date_trunc('minute', w) + interval '1 minute';
+        d date := t::date;
+        h integer := date_part('hour', t);
+        mi integer := date_part('minute', t);
+        v_limit date;
+        m date;
+        v_from integer;
+        fw integer;
+        days bigint;
+        hh integer; mm integer;
+    BEGIN
+        w := NULL;
+        IF ((p_spec.month_bits >> date_part('month', d)::integer) & 1 = 1
+       AND CASE WHEN p_spec.dom_star OR p_spec.dow_star
+                THEN (p_spec.dom_bits >> date_part('day', d)::integer) & 1 = 1 AND (p_spec.dow_bits >> date_part('dow', d)::integer) & 1 = 1
+                ELSE (p_spec.dom_bits >> date_part('day', d)::integer) & 1 = 1 OR (p_spec.dow_bits >> date_part('dow', d)::integer) & 1 = 1 END) THEN
+            hh := p_spec.hour_next[h + 1];
+            IF hh = h THEN
+                mm := p_spec.minute_next[mi + 1];
+                IF mm IS NOT NULL THEN
+                    w := d + make_time(h, mm, 0);
+                    EXIT wall_next;
+                END IF;
+                hh := CASE WHEN h < 23 THEN p_spec.hour_next[h + 2] END;
+            END IF;
+            IF hh IS NOT NULL THEN
+                w := d + make_time(hh, p_spec.minute_next[1], 0);
+                EXIT wall_next;
+            END IF;
+        END IF;
+        v_limit := (t + interval '50 years')::date;
+        m := d - date_part('day', d)::integer + 1;
+        v_from := date_part('day', d)::integer + 1;
+        WHILE m <= v_limit LOOP
+            fw := date_part('dow', m);
+            days := (CASE WHEN (p_spec.month_bits >> date_part('month', m)::integer) & 1 = 0 THEN 0::bigint
+                   ELSE (CASE WHEN p_spec.dom_star OR p_spec.dow_star
+                              THEN p_spec.dom_bits & ((((((p_spec.dow_bits >> fw) | (p_spec.dow_bits << (7 - fw))) & 127)::bigint * 270549121) << 1))
+                              ELSE p_spec.dom_bits | ((((((p_spec.dow_bits >> fw) | (p_spec.dow_bits << (7 - fw))) & 127)::bigint * 270549121) << 1)) END)
+                        & ((1::bigint << (((m + interval '1 month')::date - m) + 1)) - 2) END) & ~((1::bigint << v_from) - 1);
+            IF days <> 0 THEN
+                d := m + (63 - length(rtrim(days::bit(64)::text, '0')));      -- the lowest bit set
+                IF d <= v_limit THEN
+                    w := d + make_time(p_spec.hour_next[1], p_spec.minute_next[1], 0);
+                END IF;
+                EXIT wall_next;
+            END IF;
+            m := (m + interval '1 month')::date;
+            v_from := 1;
+        END LOOP;
+    END wall_next;
         IF w IS NULL THEN
             RETURN NULL;
         END IF;
-        r := dispatch.cron_wall_to_instant(w, p_tz, p_spec.every_hour);
+        r := w AT TIME ZONE p_tz;
+        IF ((r - interval '3 hours') AT TIME ZONE p_tz) - ((r - interval '3 hours') AT TIME ZONE 'UTC')
+           <> ((r + interval '3 hours') AT TIME ZONE p_tz) - ((r + interval '3 hours') AT TIME ZONE 'UTC') THEN
+            r := dispatch.cron_wall_to_instant(w, p_tz, p_spec.every_hour);
+        END IF;
         IF r > p_after THEN
             RETURN r;
         END IF;
@@ -682,6 +745,8 @@ BEGIN
     dows := dispatch.cron_field_values(p_expr, f[5], 5);
     r.minute_next := ARRAY(SELECT (SELECT min(v) FROM unnest(mins) v WHERE v >= i) FROM generate_series(0, 59) i ORDER BY i);
     r.hour_next := ARRAY(SELECT (SELECT min(v) FROM unnest(hours) v WHERE v >= i) FROM generate_series(0, 23) i ORDER BY i);
+    r.minute_prev := dispatch.cron_prev_lookup(r.minute_next);
+    r.hour_prev := dispatch.cron_prev_lookup(r.hour_next);
     r.dom_bits := (SELECT sum(1::bigint << v) FROM unnest(doms) v);
     r.month_bits := (SELECT sum(1 << v) FROM unnest(months) v);
     r.dow_bits := (SELECT sum(1 << v) FROM unnest(dows) v);
@@ -708,22 +773,84 @@ CREATE FUNCTION dispatch.cron_prev(p_spec dispatch.cron_spec, p_tz text, p_befor
     SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 DECLARE
-    span interval;
-    lo timestamptz; hi timestamptz; mid timestamptz;
+    v_spec dispatch.cron_spec := p_spec;
+    u timestamp := p_before AT TIME ZONE 'UTC';
+    w timestamp := greatest(p_before AT TIME ZONE p_tz,
+                            u + (((p_before - interval '3 hours') AT TIME ZONE p_tz) - (u - interval '3 hours')));
+    r timestamptz;
 BEGIN
-    -- Widen the window until it holds a slot, then bisect it: cron_next(lo) < p_before <= cron_next(hi)
-    -- (or hi = p_before), and slots are whole minutes apart, so a minute-wide window leaves one answer.
-    FOREACH span IN ARRAY ARRAY['2 minutes', '20 minutes', '3 hours', '27 hours', '8 days', '32 days',
-                                '367 days', '1462 days', '8 years', '50 years']::interval[] LOOP
-        lo := p_before - span;
-        IF dispatch.cron_next(p_spec, p_tz, lo) < p_before THEN
-            hi := p_before;
-            WHILE hi - lo > interval '1 minute' LOOP
-                mid := lo + (hi - lo) / 2;
-                IF dispatch.cron_next(p_spec, p_tz, mid) < p_before THEN lo := mid; ELSE hi := mid; END IF;
-            END LOOP;
-            RETURN dispatch.cron_next(p_spec, p_tz, lo);
+    IF v_spec.minute_prev IS NULL OR v_spec.hour_prev IS NULL THEN     -- a spec made before 0012
+        v_spec.minute_prev := dispatch.cron_prev_lookup(v_spec.minute_next);
+        v_spec.hour_prev := dispatch.cron_prev_lookup(v_spec.hour_next);
+    END IF;
+    FOR i IN 1..2000 LOOP
+    <<wall_prev>>
+    DECLARE
+        t timestamp := date_trunc('minute', w - interval '1 microsecond');
+        d date := t::date;
+        h integer := date_part('hour', t);
+        mi integer := date_part('minute', t);
+        v_limit date;
+        m date;
+        v_upto integer;
+        fw integer;
+        days bigint;
+        hh integer; mm integer;
+    BEGIN
+        w := NULL;
+        IF ((v_spec.month_bits >> date_part('month', d)::integer) & 1 = 1
+       AND CASE WHEN v_spec.dom_star OR v_spec.dow_star
+                THEN (v_spec.dom_bits >> date_part('day', d)::integer) & 1 = 1 AND (v_spec.dow_bits >> date_part('dow', d)::integer) & 1 = 1
+                ELSE (v_spec.dom_bits >> date_part('day', d)::integer) & 1 = 1 OR (v_spec.dow_bits >> date_part('dow', d)::integer) & 1 = 1 END) THEN
+            hh := v_spec.hour_prev[h + 1];
+            IF hh = h THEN
+                mm := v_spec.minute_prev[mi + 1];
+                IF mm IS NOT NULL THEN
+                    w := d + make_time(h, mm, 0);
+                    EXIT wall_prev;
+                END IF;
+                hh := CASE WHEN h > 0 THEN v_spec.hour_prev[h] END;
+            END IF;
+            IF hh IS NOT NULL THEN
+                w := d + make_time(hh, v_spec.minute_prev[60], 0);
+                EXIT wall_prev;
+            END IF;
         END IF;
+        v_limit := (t - interval '50 years')::date;
+        m := d - date_part('day', d)::integer + 1;
+        v_upto := date_part('day', d)::integer - 1;
+        WHILE (m + interval '1 month')::date > v_limit LOOP
+            fw := date_part('dow', m);
+            days := (CASE WHEN (v_spec.month_bits >> date_part('month', m)::integer) & 1 = 0 THEN 0::bigint
+                   ELSE (CASE WHEN v_spec.dom_star OR v_spec.dow_star
+                              THEN v_spec.dom_bits & ((((((v_spec.dow_bits >> fw) | (v_spec.dow_bits << (7 - fw))) & 127)::bigint * 270549121) << 1))
+                              ELSE v_spec.dom_bits | ((((((v_spec.dow_bits >> fw) | (v_spec.dow_bits << (7 - fw))) & 127)::bigint * 270549121) << 1)) END)
+                        & ((1::bigint << (((m + interval '1 month')::date - m) + 1)) - 2) END) & ((1::bigint << (v_upto + 1)) - 1);
+            IF days <> 0 THEN
+                d := m + (length(ltrim(days::bit(64)::text, '0')) - 2);         -- the highest bit set
+                IF d >= v_limit THEN
+                    w := d + make_time(v_spec.hour_prev[24], v_spec.minute_prev[60], 0);
+                END IF;
+                EXIT wall_prev;
+            END IF;
+            m := (m - interval '1 month')::date;
+            v_upto := 31;
+        END LOOP;
+    END wall_prev;
+        IF w IS NULL THEN
+            RETURN NULL;
+        END IF;
+        r := w AT TIME ZONE p_tz;
+        IF ((r - interval '3 hours') AT TIME ZONE p_tz) - ((r - interval '3 hours') AT TIME ZONE 'UTC')
+           <> ((r + interval '3 hours') AT TIME ZONE p_tz) - ((r + interval '3 hours') AT TIME ZONE 'UTC') THEN
+            r := dispatch.cron_wall_to_instant(w, p_tz, v_spec.every_hour);
+        END IF;
+        IF r < p_before THEN
+            RETURN r;
+        END IF;
+        -- The walls from the reading just before r up to w all map to r or later (a DST gap
+        -- maps an hour of them to its end): step over them at once.
+        w := least(w, (r - interval '1 microsecond') AT TIME ZONE p_tz);
     END LOOP;
     RETURN NULL;
 END $$;
@@ -746,6 +873,42 @@ $$;
 --
 
 COMMENT ON FUNCTION dispatch.cron_prev(expr text, tz text, before timestamp with time zone) IS 'the last slot of expr in zone tz strictly before `before`';
+
+
+--
+-- Name: cron_prev_lookup(smallint[]); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.cron_prev_lookup(p_next smallint[]) RETURNS smallint[]
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+    SELECT ARRAY(SELECT max(CASE WHEN n = o - 1 THEN n END) OVER (ORDER BY o)
+                   FROM unnest(p_next) WITH ORDINALITY AS u(n, o) ORDER BY o)::smallint[]
+$$;
+
+
+--
+-- Name: cron_problem(text); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.cron_problem(p_expr text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+BEGIN
+    PERFORM dispatch.cron_parse(p_expr);
+    RETURN NULL;
+EXCEPTION WHEN data_exception THEN
+    RETURN SQLERRM;
+END $$;
+
+
+--
+-- Name: FUNCTION cron_problem(p_expr text); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.cron_problem(p_expr text) IS 'NULL when the cron expression parses, else why not';
 
 
 --
@@ -784,38 +947,138 @@ CREATE FUNCTION dispatch.cron_wall_next(p_spec dispatch.cron_spec, p_after times
     SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 DECLARE
-    t timestamp := date_trunc('minute', p_after) + interval '1 minute';
-    d date := t::date;
-    h integer := extract(hour FROM t);
-    mi integer := extract(minute FROM t);
-    v_limit date := (t + interval '50 years')::date;   -- croniter's horizon as well
-    dom_ok boolean; dow_ok boolean;
-    hh integer; mm integer;
+    w timestamp;
 BEGIN
-    WHILE d <= v_limit LOOP
-        IF (p_spec.month_bits >> extract(month FROM d)::integer) & 1 = 0 THEN
-            d := (date_trunc('month', d) + interval '1 month')::date; h := 0; mi := 0;
-            CONTINUE;
-        END IF;
-        dom_ok := (p_spec.dom_bits >> extract(day FROM d)::integer) & 1 = 1;
-        dow_ok := (p_spec.dow_bits >> extract(dow FROM d)::integer) & 1 = 1;
-        IF (CASE WHEN p_spec.dom_star OR p_spec.dow_star THEN dom_ok AND dow_ok ELSE dom_ok OR dow_ok END) THEN
+    <<wall_next>>
+    DECLARE
+        t timestamp := date_trunc('minute', p_after) + interval '1 minute';
+        d date := t::date;
+        h integer := date_part('hour', t);
+        mi integer := date_part('minute', t);
+        v_limit date;
+        m date;
+        v_from integer;
+        fw integer;
+        days bigint;
+        hh integer; mm integer;
+    BEGIN
+        w := NULL;
+        IF ((p_spec.month_bits >> date_part('month', d)::integer) & 1 = 1
+       AND CASE WHEN p_spec.dom_star OR p_spec.dow_star
+                THEN (p_spec.dom_bits >> date_part('day', d)::integer) & 1 = 1 AND (p_spec.dow_bits >> date_part('dow', d)::integer) & 1 = 1
+                ELSE (p_spec.dom_bits >> date_part('day', d)::integer) & 1 = 1 OR (p_spec.dow_bits >> date_part('dow', d)::integer) & 1 = 1 END) THEN
             hh := p_spec.hour_next[h + 1];
             IF hh = h THEN
                 mm := p_spec.minute_next[mi + 1];
                 IF mm IS NOT NULL THEN
-                    RETURN d + make_time(h, mm, 0);
+                    w := d + make_time(h, mm, 0);
+                    EXIT wall_next;
                 END IF;
                 hh := CASE WHEN h < 23 THEN p_spec.hour_next[h + 2] END;
             END IF;
             IF hh IS NOT NULL THEN
-                RETURN d + make_time(hh, p_spec.minute_next[1], 0);
+                w := d + make_time(hh, p_spec.minute_next[1], 0);
+                EXIT wall_next;
             END IF;
         END IF;
-        d := d + 1; h := 0; mi := 0;
-    END LOOP;
-    RETURN NULL;
+        v_limit := (t + interval '50 years')::date;
+        m := d - date_part('day', d)::integer + 1;
+        v_from := date_part('day', d)::integer + 1;
+        WHILE m <= v_limit LOOP
+            fw := date_part('dow', m);
+            days := (CASE WHEN (p_spec.month_bits >> date_part('month', m)::integer) & 1 = 0 THEN 0::bigint
+                   ELSE (CASE WHEN p_spec.dom_star OR p_spec.dow_star
+                              THEN p_spec.dom_bits & ((((((p_spec.dow_bits >> fw) | (p_spec.dow_bits << (7 - fw))) & 127)::bigint * 270549121) << 1))
+                              ELSE p_spec.dom_bits | ((((((p_spec.dow_bits >> fw) | (p_spec.dow_bits << (7 - fw))) & 127)::bigint * 270549121) << 1)) END)
+                        & ((1::bigint << (((m + interval '1 month')::date - m) + 1)) - 2) END) & ~((1::bigint << v_from) - 1);
+            IF days <> 0 THEN
+                d := m + (63 - length(rtrim(days::bit(64)::text, '0')));      -- the lowest bit set
+                IF d <= v_limit THEN
+                    w := d + make_time(p_spec.hour_next[1], p_spec.minute_next[1], 0);
+                END IF;
+                EXIT wall_next;
+            END IF;
+            m := (m + interval '1 month')::date;
+            v_from := 1;
+        END LOOP;
+    END wall_next;
+    RETURN w;
 END $$;
+
+
+--
+-- Name: cron_wall_prev(dispatch.cron_spec, timestamp without time zone); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.cron_wall_prev(p_spec dispatch.cron_spec, p_before timestamp without time zone) RETURNS timestamp without time zone
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+DECLARE
+    w timestamp;
+BEGIN
+    <<wall_prev>>
+    DECLARE
+        t timestamp := date_trunc('minute', p_before - interval '1 microsecond');
+        d date := t::date;
+        h integer := date_part('hour', t);
+        mi integer := date_part('minute', t);
+        v_limit date;
+        m date;
+        v_upto integer;
+        fw integer;
+        days bigint;
+        hh integer; mm integer;
+    BEGIN
+        w := NULL;
+        IF ((p_spec.month_bits >> date_part('month', d)::integer) & 1 = 1
+       AND CASE WHEN p_spec.dom_star OR p_spec.dow_star
+                THEN (p_spec.dom_bits >> date_part('day', d)::integer) & 1 = 1 AND (p_spec.dow_bits >> date_part('dow', d)::integer) & 1 = 1
+                ELSE (p_spec.dom_bits >> date_part('day', d)::integer) & 1 = 1 OR (p_spec.dow_bits >> date_part('dow', d)::integer) & 1 = 1 END) THEN
+            hh := p_spec.hour_prev[h + 1];
+            IF hh = h THEN
+                mm := p_spec.minute_prev[mi + 1];
+                IF mm IS NOT NULL THEN
+                    w := d + make_time(h, mm, 0);
+                    EXIT wall_prev;
+                END IF;
+                hh := CASE WHEN h > 0 THEN p_spec.hour_prev[h] END;
+            END IF;
+            IF hh IS NOT NULL THEN
+                w := d + make_time(hh, p_spec.minute_prev[60], 0);
+                EXIT wall_prev;
+            END IF;
+        END IF;
+        v_limit := (t - interval '50 years')::date;
+        m := d - date_part('day', d)::integer + 1;
+        v_upto := date_part('day', d)::integer - 1;
+        WHILE (m + interval '1 month')::date > v_limit LOOP
+            fw := date_part('dow', m);
+            days := (CASE WHEN (p_spec.month_bits >> date_part('month', m)::integer) & 1 = 0 THEN 0::bigint
+                   ELSE (CASE WHEN p_spec.dom_star OR p_spec.dow_star
+                              THEN p_spec.dom_bits & ((((((p_spec.dow_bits >> fw) | (p_spec.dow_bits << (7 - fw))) & 127)::bigint * 270549121) << 1))
+                              ELSE p_spec.dom_bits | ((((((p_spec.dow_bits >> fw) | (p_spec.dow_bits << (7 - fw))) & 127)::bigint * 270549121) << 1)) END)
+                        & ((1::bigint << (((m + interval '1 month')::date - m) + 1)) - 2) END) & ((1::bigint << (v_upto + 1)) - 1);
+            IF days <> 0 THEN
+                d := m + (length(ltrim(days::bit(64)::text, '0')) - 2);         -- the highest bit set
+                IF d >= v_limit THEN
+                    w := d + make_time(p_spec.hour_prev[24], p_spec.minute_prev[60], 0);
+                END IF;
+                EXIT wall_prev;
+            END IF;
+            m := (m - interval '1 month')::date;
+            v_upto := 31;
+        END LOOP;
+    END wall_prev;
+    RETURN w;
+END $$;
+
+
+--
+-- Name: FUNCTION cron_wall_prev(p_spec dispatch.cron_spec, p_before timestamp without time zone); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.cron_wall_prev(p_spec dispatch.cron_spec, p_before timestamp without time zone) IS 'the last wall-clock minute the expression allows strictly before p_before (NULL: none within 50 years)';
 
 
 --
@@ -1142,7 +1405,7 @@ CREATE FUNCTION dispatch.jobs_forget_events() RETURNS trigger
     SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
 BEGIN
-    DELETE FROM dispatch.job_events e USING old_rows o WHERE e.job_id = o.id;
+    DELETE FROM dispatch.job_events e WHERE e.job_id = ANY (ARRAY(SELECT o.id FROM old_rows o));
     RETURN NULL;
 END $$;
 
@@ -1399,19 +1662,21 @@ CREATE FUNCTION dispatch.maintain(now timestamp with time zone DEFAULT now()) RE
     AS $$
 DECLARE
     v_batch integer := dispatch.setting('prune_batch_size', '20000')::integer;
+    v_batches integer := dispatch.setting('prune_batches_per_run', '50')::integer;
     v_pruned integer;
 BEGIN
-    DELETE FROM dispatch.tick_runs
-     WHERE started_at < maintain.now - make_interval(days => dispatch.setting('tick_runs_retention_days', '7')::integer);
-    DELETE FROM dispatch.alerts
-     WHERE resolved_at < maintain.now - make_interval(days => dispatch.setting('alert_retention_days', '90')::integer);
-    DELETE FROM dispatch.workers
-     WHERE heartbeat_at < maintain.now - make_interval(days => dispatch.setting('worker_retention_days', '7')::integer);
+    DELETE FROM dispatch.tick_runs WHERE started_at < maintain.now - dispatch.retention('tick_runs_retention_days', '7');
+    DELETE FROM dispatch.alerts WHERE resolved_at < maintain.now - dispatch.retention('alert_retention_days', '90');
+    DELETE FROM dispatch.workers WHERE heartbeat_at < maintain.now - dispatch.retention('worker_retention_days', '7');
     -- Crashed daemons' jobs come back even when no daemon is running to rescue them.
     PERFORM dispatch.rescue_expired_leases();
     -- Until the backlog is gone (a daemon finishes thousands of jobs a second), within a bound.
-    FOR i IN 1..dispatch.setting('prune_batches_per_run', '50')::integer LOOP
-        v_pruned := dispatch.prune_jobs(make_interval(days => dispatch.setting('job_retention_days', '30')::integer), v_batch);
+    FOR i IN 1..v_batches LOOP
+        v_pruned := dispatch.prune_jobs(dispatch.retention('job_retention_days', '30'), v_batch);
+        EXIT WHEN v_pruned < v_batch;
+    END LOOP;
+    FOR i IN 1..v_batches LOOP
+        v_pruned := dispatch.prune_ledger_results(dispatch.retention('ledger_result_retention_days', '90'), v_batch);
         EXIT WHEN v_pruned < v_batch;
     END LOOP;
     RETURN dispatch.check_alerts(maintain.now);
@@ -1422,7 +1687,7 @@ END $$;
 -- Name: FUNCTION maintain(now timestamp with time zone); Type: COMMENT; Schema: dispatch; Owner: -
 --
 
-COMMENT ON FUNCTION dispatch.maintain(now timestamp with time zone) IS 'the per-minute pg_cron duty: lease rescue, retention of jobs (in batches until done), tick runs, alerts and workers, alert checks';
+COMMENT ON FUNCTION dispatch.maintain(now timestamp with time zone) IS 'the per-minute pg_cron duty: lease rescue, retention of jobs and ledger results (in batches until done), tick runs, alerts and workers, alert checks';
 
 
 --
@@ -1431,10 +1696,9 @@ COMMENT ON FUNCTION dispatch.maintain(now timestamp with time zone) IS 'the per-
 
 CREATE FUNCTION dispatch.period_end_for(p_period text, p_tz text, p_slot timestamp with time zone) RETURNS timestamp with time zone
     LANGUAGE sql STABLE
-    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
-    SELECT CASE p_period WHEN 'slot' THEN p_slot
-                ELSE date_trunc(p_period, p_slot AT TIME ZONE p_tz) AT TIME ZONE p_tz END
+    SELECT CASE WHEN p_period OPERATOR(pg_catalog.=) 'slot' THEN p_slot
+                ELSE pg_catalog.timezone(p_tz, pg_catalog.date_trunc(p_period, pg_catalog.timezone(p_tz, p_slot))) END
 $$;
 
 
@@ -1444,13 +1708,14 @@ $$;
 
 CREATE FUNCTION dispatch.period_label(p_period text, p_tz text, p_end timestamp with time zone) RETURNS text
     LANGUAGE sql STABLE
-    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
-    SELECT CASE p_period
-        WHEN 'day' THEN to_char((p_end AT TIME ZONE p_tz) - interval '1 day', 'YYYY-MM-DD')
-        WHEN 'week' THEN to_char((p_end AT TIME ZONE p_tz) - interval '1 day', 'IYYY-"W"IW')
-        WHEN 'month' THEN to_char((p_end AT TIME ZONE p_tz) - interval '1 day', 'YYYY-MM')
-        ELSE dispatch.slot_iso(p_end) END
+    SELECT CASE WHEN p_period OPERATOR(pg_catalog.=) 'day'
+                THEN pg_catalog.to_char(pg_catalog.timezone(p_tz, p_end) OPERATOR(pg_catalog.-) '1 day'::pg_catalog.interval, 'YYYY-MM-DD')
+                WHEN p_period OPERATOR(pg_catalog.=) 'week'
+                THEN pg_catalog.to_char(pg_catalog.timezone(p_tz, p_end) OPERATOR(pg_catalog.-) '1 day'::pg_catalog.interval, 'IYYY-"W"IW')
+                WHEN p_period OPERATOR(pg_catalog.=) 'month'
+                THEN pg_catalog.to_char(pg_catalog.timezone(p_tz, p_end) OPERATOR(pg_catalog.-) '1 day'::pg_catalog.interval, 'YYYY-MM')
+                ELSE dispatch.slot_iso(p_end) END
 $$;
 
 
@@ -1460,10 +1725,10 @@ $$;
 
 CREATE FUNCTION dispatch.period_natural_start(p_period text, p_tz text, p_slot timestamp with time zone, p_prev_slot timestamp with time zone) RETURNS timestamp with time zone
     LANGUAGE sql STABLE
-    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
-    SELECT CASE p_period WHEN 'slot' THEN p_prev_slot
-                ELSE (date_trunc(p_period, p_slot AT TIME ZONE p_tz) - ('1 ' || p_period)::interval) AT TIME ZONE p_tz END
+    SELECT CASE WHEN p_period OPERATOR(pg_catalog.=) 'slot' THEN p_prev_slot
+                ELSE pg_catalog.timezone(p_tz, pg_catalog.date_trunc(p_period, pg_catalog.timezone(p_tz, p_slot))
+                                               OPERATOR(pg_catalog.-) ('1 ' OPERATOR(pg_catalog.||) p_period)::pg_catalog.interval) END
 $$;
 
 
@@ -1474,13 +1739,31 @@ $$;
 CREATE FUNCTION dispatch.prune_jobs(p_older_than interval, p_limit integer DEFAULT 10000) RETURNS integer
     LANGUAGE sql
     SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    SET jit TO 'off'
     AS $$
     WITH old AS (
         SELECT id FROM dispatch.jobs
         WHERE finished_at < clock_timestamp() - p_older_than AND status IN ('succeeded', 'failed', 'cancelled')
         ORDER BY finished_at LIMIT p_limit
         FOR UPDATE SKIP LOCKED
-    ), gone AS (DELETE FROM dispatch.jobs j USING old WHERE j.id = old.id RETURNING 1)
+    ), gone AS (
+        -- ANY(ARRAY(...)) here and below: probes of the primary key. As joins, the planner hashed
+        -- the whole table (jobs, the ledger) once per batch.
+        DELETE FROM dispatch.jobs j WHERE j.id = ANY (ARRAY(SELECT old.id FROM old))
+        RETURNING j.id, j.idempotency_key
+    ), own_keys AS (
+        -- A job's own key ('job:<id>': callers cannot give one) leaves with its job. Keys a vendor
+        -- write was recorded under stay, with their write_intents row.
+        DELETE FROM dispatch.idempotency_keys k
+         WHERE k.key = ANY (ARRAY(SELECT g.idempotency_key FROM gone g WHERE g.idempotency_key = 'job:' || g.id))
+           AND k.slot IS NULL
+           AND NOT EXISTS (SELECT 1 FROM dispatch.write_intents w WHERE w.idempotency_key = k.key)
+           AND NOT coalesce(k.state = 'succeeded' AND k.result ? 'cursor' AND k.updated_at >= (
+               SELECT n.updated_at FROM dispatch.idempotency_keys n
+                WHERE n.integration_id = k.integration_id AND n.kind = k.kind AND n.state = 'succeeded'
+                  AND n.result ? 'cursor'
+                ORDER BY n.updated_at DESC LIMIT 1), false)
+    )
     SELECT count(*)::integer FROM gone
 $$;
 
@@ -1489,7 +1772,44 @@ $$;
 -- Name: FUNCTION prune_jobs(p_older_than interval, p_limit integer); Type: COMMENT; Schema: dispatch; Owner: -
 --
 
-COMMENT ON FUNCTION dispatch.prune_jobs(p_older_than interval, p_limit integer) IS 'delete finished jobs older than p_older_than (at most p_limit); the idempotency ledger is kept';
+COMMENT ON FUNCTION dispatch.prune_jobs(p_older_than interval, p_limit integer) IS 'delete finished jobs older than p_older_than (at most p_limit), their history, and the ledger rows of their own job:<id> keys; callers'' and schedules'' keys are kept';
+
+
+--
+-- Name: prune_ledger_results(interval, integer); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.prune_ledger_results(p_older_than interval, p_limit integer DEFAULT 10000) RETURNS integer
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    SET jit TO 'off'
+    AS $$
+    WITH old AS (
+        SELECT k.key FROM dispatch.idempotency_keys k
+         WHERE k.slot IS NULL AND k.result IS NOT NULL AND k.key NOT LIKE 'job:%'
+           AND k.updated_at < clock_timestamp() - p_older_than
+           AND NOT coalesce(k.state = 'succeeded' AND k.result ? 'cursor' AND k.updated_at >= (
+               SELECT n.updated_at FROM dispatch.idempotency_keys n
+                WHERE n.integration_id = k.integration_id AND n.kind = k.kind AND n.state = 'succeeded'
+                  AND n.result ? 'cursor'
+                ORDER BY n.updated_at DESC LIMIT 1), false)
+         ORDER BY k.updated_at LIMIT p_limit
+         FOR UPDATE SKIP LOCKED
+    ), cleared AS (
+        -- updated_at stays: it is when the key's job last changed, not when retention came by.
+        UPDATE dispatch.idempotency_keys k SET result = NULL
+         WHERE k.key = ANY (ARRAY(SELECT old.key FROM old))
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM cleared
+$$;
+
+
+--
+-- Name: FUNCTION prune_ledger_results(p_older_than interval, p_limit integer); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.prune_ledger_results(p_older_than interval, p_limit integer) IS 'clear the result of callers'' ad-hoc keys last updated before p_older_than (at most p_limit); the keys stay, schedules'' keys are never touched';
 
 
 --
@@ -1513,6 +1833,83 @@ $$;
 --
 
 COMMENT ON FUNCTION dispatch.raise_alert(p_kind text, p_subject text, p_message text, p_details jsonb, p_integration_id text, p_job_id bigint, p_schedule_id bigint) IS 'open (or refresh) the one open alert for (kind, subject)';
+
+
+--
+-- Name: raise_no_future_slot(bigint, timestamp with time zone); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.raise_no_future_slot(p_schedule_id bigint, p_after timestamp with time zone) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+DECLARE
+    s dispatch.schedules;
+    v_problem text;
+    v_next timestamptz;
+BEGIN
+    SELECT * INTO s FROM dispatch.schedules WHERE id = p_schedule_id;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    -- Why there is no next slot: none left (the usual case), the zone or expression is broken,
+    -- or next_slot was emptied by hand.
+    v_problem := coalesce(dispatch.time_zone_problem(s.timezone),
+                          CASE WHEN s.cron_spec IS NULL THEN dispatch.cron_problem(s.cron) END);
+    IF v_problem IS NULL THEN
+        v_next := dispatch.cron_next(coalesce(s.cron_spec, dispatch.cron_parse(s.cron)), s.timezone, coalesce(p_after, now()));
+    END IF;
+    RETURN dispatch.raise_alert(
+        'no_future_slot', 'schedule:' || s.id,
+        CASE WHEN v_problem IS NOT NULL
+             THEN format('schedule %s (%s %s) will not run again: it has no next slot, and %s; correct its cron or timezone, or disable it',
+                         s.id, s.integration_id, s.kind, v_problem)
+             WHEN v_next IS NULL
+             THEN format('schedule %s (%s %s) will not run again: cron "%s" in %s has no slot within 50 years after %s; '
+                         'change its cron or time zone, or disable it', s.id, s.integration_id, s.kind, s.cron, s.timezone,
+                         dispatch.slot_iso(coalesce(p_after, now())))
+             ELSE format('schedule %s (%s %s) will not run again: its next_slot is empty, though cron "%s" in %s fires next at %s; '
+                         'set next_slot (UPDATE dispatch.schedules SET next_slot = dispatch.cron_next(cron, timezone, now()) WHERE id = %s) '
+                         'or disable it', s.id, s.integration_id, s.kind, s.cron, s.timezone, dispatch.slot_iso(v_next), s.id) END,
+        jsonb_strip_nulls(jsonb_build_object('cron', s.cron, 'timezone', s.timezone, 'after', dispatch.slot_iso(p_after),
+                                             'fires_next_at', dispatch.slot_iso(v_next), 'error', v_problem)),
+        s.integration_id, NULL, s.id);
+END $$;
+
+
+--
+-- Name: FUNCTION raise_no_future_slot(p_schedule_id bigint, p_after timestamp with time zone); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.raise_no_future_slot(p_schedule_id bigint, p_after timestamp with time zone) IS 'open (or refresh) the no_future_slot alert of an enabled schedule with no next slot, saying why';
+
+
+--
+-- Name: raise_schedule_invalid(bigint, text, text, timestamp with time zone); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.raise_schedule_invalid(p_schedule_id bigint, p_problem text, p_sqlstate text, p_acting_for timestamp with time zone) RETURNS bigint
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+    SELECT dispatch.raise_alert(
+               'schedule_invalid', 'schedule:' || s.id,
+               format('schedule %s (%s %s) was not run: %s. Its slots wait from %s until it is fixed: correct its cron or '
+                      'timezone (or what the error names), or disable it; the alert resolves at the first tick that runs it',
+                      s.id, s.integration_id, s.kind, p_problem, dispatch.slot_iso(s.next_slot)),
+               jsonb_strip_nulls(jsonb_build_object('error', p_problem, 'sqlstate', p_sqlstate, 'cron', s.cron,
+                                                    'timezone', s.timezone, 'next_slot', dispatch.slot_iso(s.next_slot),
+                                                    'acting_for', p_acting_for)),
+               s.integration_id, NULL, s.id)
+    FROM dispatch.schedules s WHERE s.id = p_schedule_id
+$$;
+
+
+--
+-- Name: FUNCTION raise_schedule_invalid(p_schedule_id bigint, p_problem text, p_sqlstate text, p_acting_for timestamp with time zone); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.raise_schedule_invalid(p_schedule_id bigint, p_problem text, p_sqlstate text, p_acting_for timestamp with time zone) IS 'open (or refresh) the schedule_invalid alert of a schedule the tick could not run';
 
 
 --
@@ -1580,6 +1977,25 @@ $$;
 
 
 --
+-- Name: retention(text, text); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.retention(p_key text, p_default_days text) RETURNS interval
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+    SELECT dispatch.setting(p_key, p_default_days)::double precision * interval '1 day'
+$$;
+
+
+--
+-- Name: FUNCTION retention(p_key text, p_default_days text); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.retention(p_key text, p_default_days text) IS 'a *_retention_days setting as an interval (fractions of a day allowed)';
+
+
+--
 -- Name: schedule_due_slots(dispatch.cron_spec, text, timestamp with time zone, timestamp with time zone, integer); Type: FUNCTION; Schema: dispatch; Owner: -
 --
 
@@ -1634,6 +2050,27 @@ COMMENT ON FUNCTION dispatch.schedule_periods(p_schedule_id bigint, p_from times
 
 
 --
+-- Name: schedules_alerts(); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.schedules_alerts() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.enabled AND NEW.next_slot IS NULL THEN
+        PERFORM dispatch.raise_no_future_slot(NEW.id, greatest(OLD.next_slot, NEW.last_slot));
+        RETURN NULL;
+    END IF;
+    PERFORM dispatch.resolve_alert('no_future_slot', 'schedule:' || OLD.id);
+    IF TG_OP = 'DELETE' OR NOT NEW.enabled THEN
+        PERFORM dispatch.resolve_alert('schedule_invalid', 'schedule:' || OLD.id);
+    END IF;
+    RETURN NULL;
+END $$;
+
+
+--
 -- Name: schedules_before_write(); Type: FUNCTION; Schema: dispatch; Owner: -
 --
 
@@ -1675,10 +2112,9 @@ $$;
 --
 
 CREATE FUNCTION dispatch.slot_iso(p_slot timestamp with time zone) RETURNS text
-    LANGUAGE sql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    LANGUAGE sql STABLE
     AS $$
-    SELECT to_char(p_slot AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+    SELECT pg_catalog.to_char(pg_catalog.timezone('UTC', p_slot), 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
 $$;
 
 
@@ -1687,10 +2123,10 @@ $$;
 --
 
 CREATE FUNCTION dispatch.slot_key(p_integration_id text, p_kind text, p_slot timestamp with time zone) RETURNS text
-    LANGUAGE sql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    LANGUAGE sql STABLE
     AS $$
-    SELECT p_integration_id || ':' || p_kind || ':' || dispatch.slot_iso(p_slot)
+    SELECT p_integration_id OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) p_kind
+           OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) dispatch.slot_iso(p_slot)
 $$;
 
 
@@ -1717,19 +2153,161 @@ DECLARE
     v_grace interval := make_interval(secs => dispatch.setting('catch_up_grace_seconds', '120')::double precision);
     v_cap integer := dispatch.setting('tick_max_slots_per_schedule', '100')::integer;
     v_caller text := dispatch.tick_caller();
-    v_inserted integer;
-    v_skipped integer;
-    v_adjusted integer;
+    v_due bigint[];
+    v_retry bigint[];
+    v_id bigint;
+    v_inserted integer := 0;
+    v_skipped integer := 0;
+    v_failed bigint;
+    r record;
+BEGIN
+    -- SKIP LOCKED: a concurrent tick handles the other schedules instead of waiting; the
+    -- ledger's primary key is what makes a second job for a period impossible.
+    SELECT array_agg(d.id ORDER BY d.id) INTO v_due
+      FROM (SELECT s.id FROM dispatch.schedules s WHERE s.enabled AND s.next_slot <= v_until
+            FOR UPDATE SKIP LOCKED) d;
+    IF v_due IS NOT NULL THEN
+        -- What breaks one schedule's evaluation, checked cheaply: each distinct zone once, the
+        -- expression only where no parsed one is kept. Those are alerted and stay where they are.
+        WITH zones AS MATERIALIZED (
+            SELECT z.timezone, dispatch.time_zone_problem(z.timezone) AS problem
+              FROM (SELECT DISTINCT s.timezone FROM dispatch.schedules s WHERE s.id = ANY (v_due)) z
+        ), screened AS (
+            SELECT s.id, coalesce(z.problem, CASE WHEN s.cron_spec IS NULL THEN dispatch.cron_problem(s.cron) END) AS problem
+              FROM dispatch.schedules s JOIN zones z ON z.timezone = s.timezone
+             WHERE s.id = ANY (v_due)
+        ), failed AS (
+            SELECT dispatch.raise_schedule_invalid(c.id, c.problem, NULL, v_now) FROM screened c WHERE c.problem IS NOT NULL
+        )
+        SELECT array_agg(c.id ORDER BY c.id) FILTER (WHERE c.problem IS NULL), (SELECT count(*) FROM failed)
+          INTO v_due, v_failed FROM screened c;
+        -- A schedule that failed before runs alone until it succeeds (which resolves its alert),
+        -- so it cannot send the batch into halves every minute.
+        SELECT array_agg(a.schedule_id ORDER BY a.schedule_id) INTO v_retry
+          FROM dispatch.alerts a
+         WHERE a.kind = 'schedule_invalid' AND a.resolved_at IS NULL AND a.schedule_id = ANY (v_due);
+        IF v_retry IS NOT NULL THEN
+            v_due := ARRAY(SELECT x FROM unnest(v_due) x WHERE x <> ALL (v_retry) ORDER BY x);
+        END IF;
+        r := dispatch.tick_isolated(v_due, v_now, v_until, v_grace, v_cap);
+        v_inserted := r.n_inserted; v_skipped := r.n_skipped;
+        FOREACH v_id IN ARRAY coalesce(v_retry, '{}') LOOP
+            r := dispatch.tick_isolated(ARRAY[v_id], v_now, v_until, v_grace, v_cap);
+            v_inserted := v_inserted + r.n_inserted; v_skipped := v_skipped + r.n_skipped;
+        END LOOP;
+    END IF;
+
+    INSERT INTO dispatch.tick_runs (acting_for, started_at, duration_ms, inserted, skipped, caller, lateness_ms)
+    VALUES (v_now, v_t0, 1000 * extract(epoch FROM clock_timestamp() - v_t0), v_inserted, v_skipped, v_caller,
+            -- pg_cron fires at the minute; the transaction start says how late it was.
+            CASE WHEN v_caller = 'pg_cron'
+                 THEN 1000 * extract(epoch FROM pg_catalog.now() - date_trunc('minute', pg_catalog.now())) END);
+    RETURN v_inserted;
+END $$;
+
+
+--
+-- Name: FUNCTION tick(now timestamp with time zone); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.tick(now timestamp with time zone) IS 'insert one job per due period (lookahead, catch-up policy, contiguous periods, ledger dedup), advance next_slot; a schedule that cannot be run is alerted and skipped alone; returns jobs inserted';
+
+
+--
+-- Name: tick_caller(); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.tick_caller() RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+    SELECT CASE WHEN current_setting('application_name') = 'pg_cron'
+                  OR (SELECT a.backend_type FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()) = 'pg_cron'
+                THEN 'pg_cron'
+                ELSE coalesce(nullif(current_setting('dispatch.tick_caller', true), ''), 'manual') END
+$$;
+
+
+--
+-- Name: FUNCTION tick_caller(); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.tick_caller() IS 'pg_cron when pg_cron runs us, else SET dispatch.tick_caller (e.g. watchdog), else manual';
+
+
+--
+-- Name: tick_isolated(bigint[], timestamp with time zone, timestamp with time zone, interval, integer); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.tick_isolated(p_ids bigint[], p_now timestamp with time zone, p_until timestamp with time zone, p_grace interval, p_cap integer, OUT n_inserted integer, OUT n_skipped integer, OUT n_failed integer) RETURNS record
+    LANGUAGE plpgsql
+    SET jit TO 'off'
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+DECLARE
+    n integer := coalesce(cardinality(p_ids), 0);
+    a record;
+    b record;
+    v_message text;
+    v_state text;
+BEGIN
+    n_inserted := 0; n_skipped := 0; n_failed := 0;
+    IF n = 0 THEN
+        RETURN;
+    END IF;
+    BEGIN
+        SELECT t.n_inserted, t.n_skipped INTO n_inserted, n_skipped
+          FROM dispatch.tick_schedules(p_ids, p_now, p_until, p_grace, p_cap) t;
+        IF n = 1 THEN
+            PERFORM dispatch.resolve_alert('schedule_invalid', 'schedule:' || p_ids[1]);
+        END IF;
+        RETURN;
+    EXCEPTION WHEN data_exception OR integrity_constraint_violation OR raise_exception THEN
+        GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT, v_state = RETURNED_SQLSTATE;
+    END;
+    IF n = 1 THEN
+        PERFORM dispatch.raise_schedule_invalid(p_ids[1], v_message, v_state, p_now);
+        n_failed := 1;
+        RETURN;
+    END IF;
+    a := dispatch.tick_isolated(p_ids[1:n / 2], p_now, p_until, p_grace, p_cap);
+    b := dispatch.tick_isolated(p_ids[n / 2 + 1:n], p_now, p_until, p_grace, p_cap);
+    n_inserted := a.n_inserted + b.n_inserted;
+    n_skipped := a.n_skipped + b.n_skipped;
+    n_failed := a.n_failed + b.n_failed;
+END $$;
+
+
+--
+-- Name: FUNCTION tick_isolated(p_ids bigint[], p_now timestamp with time zone, p_until timestamp with time zone, p_grace interval, p_cap integer, OUT n_inserted integer, OUT n_skipped integer, OUT n_failed integer); Type: COMMENT; Schema: dispatch; Owner: -
+--
+
+COMMENT ON FUNCTION dispatch.tick_isolated(p_ids bigint[], p_now timestamp with time zone, p_until timestamp with time zone, p_grace interval, p_cap integer, OUT n_inserted integer, OUT n_skipped integer, OUT n_failed integer) IS 'tick_schedules where one schedule''s failure is alerted (schedule_invalid) and skipped, never the others''';
+
+
+--
+-- Name: tick_schedules(bigint[], timestamp with time zone, timestamp with time zone, interval, integer); Type: FUNCTION; Schema: dispatch; Owner: -
+--
+
+CREATE FUNCTION dispatch.tick_schedules(p_ids bigint[], p_now timestamp with time zone, p_until timestamp with time zone, p_grace interval, p_cap integer, OUT n_inserted integer, OUT n_skipped integer, OUT n_adjusted integer) RETURNS record
+    LANGUAGE plpgsql
+    SET jit TO 'off'
+    SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
+    AS $$
+DECLARE
+    v_now timestamptz := p_now;
+    v_until timestamptz := p_until;
+    v_grace interval := p_grace;
+    v_cap integer := p_cap;
 BEGIN
     WITH due AS (
-        -- SKIP LOCKED: a concurrent tick handles the other schedules instead of waiting;
-        -- the ledger's primary key is what makes a second job for a period impossible.
+        -- dispatch.tick() locked them (SKIP LOCKED) and screened them.
         SELECT s.id, s.integration_id, s.kind, coalesce(s.cron_spec, dispatch.cron_parse(s.cron)) AS spec,
                s.timezone, s.payload, s.priority, s.max_attempts, s.catch_up, s.catch_up_window, s.next_slot,
                s.period, s.period_end AS last_end
         FROM dispatch.schedules s
-        WHERE s.enabled AND s.next_slot <= v_until
-        FOR UPDATE SKIP LOCKED
+        WHERE s.id = ANY (p_ids) AND s.enabled AND s.next_slot <= v_until
+        FOR UPDATE
     ), slots AS (
         SELECT d.*, x.slot, x.is_next,
                dispatch.period_end_for(d.period, d.timezone, x.slot) AS natural_end,
@@ -1844,44 +2422,38 @@ BEGIN
     -- (and the alert CTEs run because they are read here)
     SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM alerted) + (SELECT count(*) FROM taken),
            (SELECT count(*) FROM adjusted)
-      INTO v_inserted, v_skipped, v_adjusted;
-
-    INSERT INTO dispatch.tick_runs (acting_for, started_at, duration_ms, inserted, skipped, caller, lateness_ms)
-    VALUES (v_now, v_t0, 1000 * extract(epoch FROM clock_timestamp() - v_t0), v_inserted, v_skipped, v_caller,
-            -- pg_cron fires at the minute; the transaction start says how late it was.
-            CASE WHEN v_caller = 'pg_cron'
-                 THEN 1000 * extract(epoch FROM pg_catalog.now() - date_trunc('minute', pg_catalog.now())) END);
-    RETURN v_inserted;
+      INTO n_inserted, n_skipped, n_adjusted;
 END $$;
 
 
 --
--- Name: FUNCTION tick(now timestamp with time zone); Type: COMMENT; Schema: dispatch; Owner: -
+-- Name: FUNCTION tick_schedules(p_ids bigint[], p_now timestamp with time zone, p_until timestamp with time zone, p_grace interval, p_cap integer, OUT n_inserted integer, OUT n_skipped integer, OUT n_adjusted integer); Type: COMMENT; Schema: dispatch; Owner: -
 --
 
-COMMENT ON FUNCTION dispatch.tick(now timestamp with time zone) IS 'insert one job per due period (lookahead, catch-up policy, contiguous periods, ledger dedup), advance next_slot; returns jobs inserted';
+COMMENT ON FUNCTION dispatch.tick_schedules(p_ids bigint[], p_now timestamp with time zone, p_until timestamp with time zone, p_grace interval, p_cap integer, OUT n_inserted integer, OUT n_skipped integer, OUT n_adjusted integer) IS 'the tick''s statement over the given (locked, due) schedules: jobs, catch-up, alerts, next_slot';
 
 
 --
--- Name: tick_caller(); Type: FUNCTION; Schema: dispatch; Owner: -
+-- Name: time_zone_problem(text); Type: FUNCTION; Schema: dispatch; Owner: -
 --
 
-CREATE FUNCTION dispatch.tick_caller() RETURNS text
-    LANGUAGE sql STABLE
+CREATE FUNCTION dispatch.time_zone_problem(p_tz text) RETURNS text
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'dispatch', 'pg_temp'
     AS $$
-    SELECT CASE WHEN current_setting('application_name') = 'pg_cron'
-                  OR (SELECT a.backend_type FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()) = 'pg_cron'
-                THEN 'pg_cron'
-                ELSE coalesce(nullif(current_setting('dispatch.tick_caller', true), ''), 'manual') END
-$$;
+BEGIN
+    PERFORM pg_catalog.now() AT TIME ZONE p_tz;
+    RETURN NULL;
+EXCEPTION WHEN data_exception THEN
+    RETURN SQLERRM;
+END $$;
 
 
 --
--- Name: FUNCTION tick_caller(); Type: COMMENT; Schema: dispatch; Owner: -
+-- Name: FUNCTION time_zone_problem(p_tz text); Type: COMMENT; Schema: dispatch; Owner: -
 --
 
-COMMENT ON FUNCTION dispatch.tick_caller() IS 'pg_cron when pg_cron runs us, else SET dispatch.tick_caller (e.g. watchdog), else manual';
+COMMENT ON FUNCTION dispatch.time_zone_problem(p_tz text) IS 'NULL when this server knows the time zone, else the error using it raises';
 
 
 --
@@ -2810,6 +3382,13 @@ CREATE INDEX alerts_raised_idx ON dispatch.alerts USING btree (raised_at);
 
 
 --
+-- Name: alerts_resolved_idx; Type: INDEX; Schema: dispatch; Owner: -
+--
+
+CREATE INDEX alerts_resolved_idx ON dispatch.alerts USING btree (resolved_at) WHERE (resolved_at IS NOT NULL);
+
+
+--
 -- Name: alerts_unnotified_idx; Type: INDEX; Schema: dispatch; Owner: -
 --
 
@@ -2828,6 +3407,13 @@ CREATE INDEX idempotency_keys_latest_idx ON dispatch.idempotency_keys USING btre
 --
 
 CREATE INDEX idempotency_keys_period_idx ON dispatch.idempotency_keys USING btree (integration_id, kind, slot);
+
+
+--
+-- Name: idempotency_keys_results_idx; Type: INDEX; Schema: dispatch; Owner: -
+--
+
+CREATE INDEX idempotency_keys_results_idx ON dispatch.idempotency_keys USING btree (updated_at) WHERE ((slot IS NULL) AND (result IS NOT NULL) AND (key !~~ 'job:%'::text));
 
 
 --
@@ -3006,6 +3592,20 @@ CREATE TRIGGER jobs_terminal AFTER UPDATE OF status ON dispatch.jobs FOR EACH RO
 
 
 --
+-- Name: schedules schedules_alerts; Type: TRIGGER; Schema: dispatch; Owner: -
+--
+
+CREATE TRIGGER schedules_alerts AFTER UPDATE ON dispatch.schedules FOR EACH ROW WHEN ((((new.enabled AND (new.next_slot IS NULL)) IS DISTINCT FROM (old.enabled AND (old.next_slot IS NULL))) OR (old.enabled AND (NOT new.enabled)))) EXECUTE FUNCTION dispatch.schedules_alerts();
+
+
+--
+-- Name: schedules schedules_alerts_on_delete; Type: TRIGGER; Schema: dispatch; Owner: -
+--
+
+CREATE TRIGGER schedules_alerts_on_delete AFTER DELETE ON dispatch.schedules FOR EACH ROW EXECUTE FUNCTION dispatch.schedules_alerts();
+
+
+--
 -- Name: schedules schedules_before_write; Type: TRIGGER; Schema: dispatch; Owner: -
 --
 
@@ -3102,6 +3702,27 @@ GRANT ALL ON FUNCTION dispatch.claim_jobs(p_worker text, p_limit integer, p_leas
 --
 
 GRANT ALL ON FUNCTION dispatch.confirm_write(p_job_id bigint, p_reference text, p_document jsonb) TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION cron_prev_lookup(p_next smallint[]); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.cron_prev_lookup(p_next smallint[]) TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION cron_problem(p_expr text); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.cron_problem(p_expr text) TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION cron_wall_prev(p_spec dispatch.cron_spec, p_before timestamp without time zone); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.cron_wall_prev(p_spec dispatch.cron_spec, p_before timestamp without time zone) TO dispatch_worker;
 
 
 --
@@ -3275,6 +3896,20 @@ GRANT ALL ON FUNCTION dispatch.raise_alert(p_kind text, p_subject text, p_messag
 
 
 --
+-- Name: FUNCTION raise_no_future_slot(p_schedule_id bigint, p_after timestamp with time zone); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.raise_no_future_slot(p_schedule_id bigint, p_after timestamp with time zone) TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION raise_schedule_invalid(p_schedule_id bigint, p_problem text, p_sqlstate text, p_acting_for timestamp with time zone); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.raise_schedule_invalid(p_schedule_id bigint, p_problem text, p_sqlstate text, p_acting_for timestamp with time zone) TO dispatch_worker;
+
+
+--
 -- Name: FUNCTION redact(p_text text); Type: ACL; Schema: dispatch; Owner: -
 --
 
@@ -3303,10 +3938,38 @@ GRANT ALL ON FUNCTION dispatch.schedule_periods(p_schedule_id bigint, p_from tim
 
 
 --
+-- Name: FUNCTION schedules_alerts(); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.schedules_alerts() TO dispatch_worker;
+
+
+--
 -- Name: FUNCTION setting(p_key text, p_default text); Type: ACL; Schema: dispatch; Owner: -
 --
 
 GRANT ALL ON FUNCTION dispatch.setting(p_key text, p_default text) TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION tick_isolated(p_ids bigint[], p_now timestamp with time zone, p_until timestamp with time zone, p_grace interval, p_cap integer, OUT n_inserted integer, OUT n_skipped integer, OUT n_failed integer); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.tick_isolated(p_ids bigint[], p_now timestamp with time zone, p_until timestamp with time zone, p_grace interval, p_cap integer, OUT n_inserted integer, OUT n_skipped integer, OUT n_failed integer) TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION tick_schedules(p_ids bigint[], p_now timestamp with time zone, p_until timestamp with time zone, p_grace interval, p_cap integer, OUT n_inserted integer, OUT n_skipped integer, OUT n_adjusted integer); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.tick_schedules(p_ids bigint[], p_now timestamp with time zone, p_until timestamp with time zone, p_grace interval, p_cap integer, OUT n_inserted integer, OUT n_skipped integer, OUT n_adjusted integer) TO dispatch_worker;
+
+
+--
+-- Name: FUNCTION time_zone_problem(p_tz text); Type: ACL; Schema: dispatch; Owner: -
+--
+
+GRANT ALL ON FUNCTION dispatch.time_zone_problem(p_tz text) TO dispatch_worker;
 
 
 --

@@ -59,6 +59,9 @@ def validate_adapter(name: str, cls: type[Any]) -> None:
     window = getattr(cls, "write_window", 0.0)
     if isinstance(window, bool) or not isinstance(window, int | float) or window < 0:
         raise TypeError(f"adapter {name!r}: write_window must be a number of seconds >= 0")
+    kinds: Any = getattr(cls, "kinds", frozenset())
+    if not isinstance(kinds, set | frozenset | tuple | list) or not all(isinstance(k, str) and k for k in kinds):
+        raise TypeError(f"adapter {name!r}: kinds must be a set of job kind names, e.g. {{'export', 'sync'}}")
 
 
 class Registry:

@@ -37,6 +37,9 @@ class Capabilities:
     #: and execution limits). A retry that finds an unconfirmed write waits this long since
     #: the last send, and looks the reference up, before it sends again.
     write_window: float = 0.0
+    #: The job kinds it runs, by name: metrics label other kinds ``other`` (app/core/metrics.py,
+    #: whose DEFAULT_KINDS is this default), so a caller's free-text kinds cannot grow the series.
+    kinds: frozenset[str] = frozenset({"export", "sync"})
 
     @classmethod
     def of(cls, adapter: Any) -> Capabilities:
@@ -50,7 +53,8 @@ class Capabilities:
         return found
 
 
-_DEFAULTS: dict[str, Any] = {"uses_http": True, "uses_credentials": True, "resumes_sync": False, "write_window": 0.0}
+_DEFAULTS: dict[str, Any] = {"uses_http": True, "uses_credentials": True, "resumes_sync": False, "write_window": 0.0,
+                             "kinds": frozenset({"export", "sync"})}
 _KNOWN: dict[type, Capabilities] = {}
 
 
@@ -135,6 +139,7 @@ class Adapter(Protocol):
     uses_credentials: ClassVar[bool]
     resumes_sync: ClassVar[bool]
     write_window: ClassVar[float]
+    kinds: ClassVar[frozenset[str]]
 
     async def run(self, ctx: JobContext) -> dict[str, Any]:
         """Do the job; return a small JSON-able result stored on the job row."""

@@ -10,6 +10,7 @@ passive integration the circuit half-opens after the backoff and one trial job d
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -53,19 +54,38 @@ class Health:
     def __init__(self, pool: AsyncConnectionPool[Any], registry: Registry, policy: HealthPolicy) -> None:
         self.pool, self.registry, self.policy = pool, registry, policy
         self._known_ok: set[str] = set()  # integrations last recorded healthy: successes cost nothing
+        # A success being recorded now, per integration: the other jobs of the same first batch
+        # wait for that one write instead of queueing fifty updates of the same row behind it.
+        self._recording_ok: dict[str, asyncio.Future[str | None]] = {}
 
     async def job_finished(self, job: ClaimedJob, outcome: Outcome) -> str | None:
         """Record a job's verdict on its integration; return the circuit when it was recorded."""
         if outcome.status is Status.SUCCEEDED:
             # A trial job (circuit not closed when claimed) always reports; otherwise only news does.
             if job.circuit != "closed" or job.integration_id not in self._known_ok:
-                return await self.record(job.integration_id, ok=True, error=None, latency_ms=None, from_job=True)
+                return await self._record_ok(job.integration_id)
         elif outcome.vendor_fault:
             # A job that failed for good marks the integration unhealthy at once; retries count up.
             threshold = 1 if outcome.status is Status.FAILED else None
             return await self.record(job.integration_id, ok=False, error=outcome.error, latency_ms=None,
                                      from_job=True, threshold=threshold)
         return None
+
+    async def _record_ok(self, integration_id: str) -> str | None:
+        future = self._recording_ok.get(integration_id)
+        if future is None:
+            future = asyncio.ensure_future(self.record(integration_id, ok=True, error=None, latency_ms=None,
+                                                       from_job=True))
+            self._recording_ok[integration_id] = future
+
+            def done(f: asyncio.Future[str | None]) -> None:
+                self._recording_ok.pop(integration_id, None)
+                if not f.cancelled():
+                    f.exception()  # every waiter is told; none left over to warn about it
+
+            future.add_done_callback(done)
+        # shield: one waiting job being cancelled must not cancel the write the others wait for.
+        return await asyncio.shield(future)
 
     async def record(self, integration_id: str, ok: bool, error: str | None, latency_ms: float | None,
                      from_job: bool = False, failures_before: int | None = None,

@@ -68,6 +68,7 @@ class Worker:
         self._min_batch = max(1, config.concurrency // 4)
         self.listening: Callable[[], bool] = lambda: True  # the daemon points this at its listener
         self.claimed_total = 0
+        self.first_claim = asyncio.Event()  # set once the first claim has answered (jobs or not, or failed)
 
     # -- the loop
     def wake(self) -> None:
@@ -101,6 +102,8 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 — e.g. a schema older than this code: say so, keep going
             logs.event("worker.claim_failed", logging.ERROR, error=f"{type(exc).__name__}: {str(exc)[:300]}")
             return self.config.poll_interval
+        finally:
+            self.first_claim.set()
         if claimed == free:
             return 0  # maybe more is due: look again at once
         return await self._until_next_run_after()

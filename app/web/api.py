@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -39,12 +37,12 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from app.core.settings import Settings
+    from app.web.dispatch_body import DispatchRequest
     from app.web.metrics import DatabaseGauges
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 64
 KIND_PATTERN = r"^[a-z][a-z0-9_.-]{0,62}$"
-_EARLIEST, _LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -85,34 +83,6 @@ class ApiError(Exception):
     def response(self) -> JSONResponse:
         headers = {"Retry-After": "1"} if self.status == 503 else None
         return error_response(self.status, self.code, self.message, headers=headers, **self.extra)
-
-
-# -- the request model
-def _in_range(value: datetime) -> datetime:
-    # Bounded so that every stored time reads back into Python (no BC years, no infinity) and
-    # normalised to UTC because PostgreSQL refuses offsets beyond ±15:59 that Python accepts.
-    if not _EARLIEST <= value < _LATEST:
-        raise ValueError("must be between 1970-01-01 and 9000-01-01")
-    return value.astimezone(UTC)
-
-
-Timestamp = Annotated[AwareDatetime, AfterValidator(_in_range)]
-
-
-class DispatchRequest(BaseModel):
-    """The body of ``POST /dispatch``; the fields are those of ``dispatch.enqueue_job``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    integration_id: str = Field(min_length=1, max_length=63, description="an integration's id (slug)")
-    kind: str = Field(pattern=KIND_PATTERN, description="the job kind, e.g. sync or export")
-    payload: dict[str, Any] | None = Field(None, description="a JSON object handed to the adapter; default {}")
-    scheduled_for: Timestamp | None = Field(None, description="the slot this job stands for; default now")
-    idempotency_key: str | None = Field(None, min_length=1, max_length=512, description=(
-        "one key, one job: repeating it returns the first job with duplicate = true"))
-    priority: int | None = Field(None, ge=-32768, le=32767, strict=True, description="lower runs first; default 0")
-    max_attempts: int | None = Field(None, ge=1, le=1000, strict=True, description="default 5")
-    run_after: Timestamp | None = Field(None, description="the earliest start; default scheduled_for")
 
 
 # -- body parsing
@@ -193,6 +163,10 @@ def _field_error(path: str, message: str) -> ApiError:
 
 
 def validate_dispatch(data: Any) -> DispatchRequest:
+    from pydantic import ValidationError
+
+    from app.web.dispatch_body import DispatchRequest
+
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_json", f"the body must be a JSON object, not {type(data).__name__}")
     check_storable(data)
@@ -231,18 +205,12 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _setting(settings: Settings, name: str, default: int) -> int:
-    # Not yet a Settings field everywhere: read the variable the way pydantic-settings would.
-    value = getattr(settings, name, None) or os.environ.get(name.upper())
-    return int(value) if value else default
-
-
 class Api:
     def __init__(self, settings: Settings, pool: AsyncConnectionPool[Any], worker: Any = None,
                  verifier: Verifier | None = None) -> None:
         self.pool = pool
         self.verifier = verifier or Verifier(AuthConfig.from_settings(settings))
-        self.max_body = _setting(settings, "dispatch_max_body_bytes", MAX_BODY_BYTES)
+        self.max_body = settings.dispatch_max_body_bytes if settings is not None else MAX_BODY_BYTES
         self._gauges: DatabaseGauges | None = None
         self._worker = worker
         self._openapi: dict[str, Any] | None = None
@@ -470,6 +438,8 @@ def openapi_document(max_body: int = MAX_BODY_BYTES) -> dict[str, Any]:
                                          "(DISPATCH_METRICS_ROLE, default metrics): a scrape credential that opens "
                                          "this route only."}
         paths.setdefault(spec.path, {})[spec.method.lower()] = operation
+    from app.web.dispatch_body import DispatchRequest
+
     request_schema = DispatchRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     return {
         "openapi": "3.1.0",

@@ -134,7 +134,8 @@ def make_server(app: Starlette, host: str, port: int, limits: ServerLimits | Non
             # The daemon owns SIGTERM/SIGINT (drain, then stop); uvicorn must not take them.
             yield
 
-    config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="warning",
+    # ws="none": no route speaks WebSocket, and "auto" imports a WebSocket library at start.
+    config = uvicorn.Config(app, host=host, port=port, lifespan="off", ws="none", log_level="warning",
                             access_log=False, server_header=False, http=bounded_protocol(limits.limit_concurrency - 1),
                             limit_concurrency=limits.limit_concurrency,
                             timeout_keep_alive=max(1, round(limits.keep_alive)),

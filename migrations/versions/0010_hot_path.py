@@ -112,10 +112,12 @@ def _claim(probes: bool) -> str:
     # CREATE OR REPLACE takes the SET clauses of its text: keep 0006's fixed search_path. And
     # every step of the claim has an index made for it; statistics taken while the queue was
     # full made the planner scan the heap for "is anything due?", which walks every finished
-    # row in front of the first queued one, so the claim never scans.
+    # row in front of the first queued one, so the claim never scans. With that, the cached
+    # (generic) plan is as good as a fresh one, and planning the claim anew on every call
+    # (force_custom_plan) cost half its time: 1.2 ms against 0.73 ms for a claim of one job.
     fn = "ALTER FUNCTION dispatch.claim_jobs(text, integer, double precision)"
     return (claim + f"{fn} SET search_path = pg_catalog, dispatch, pg_temp;\n"
-            + (f"{fn} SET enable_seqscan = off;\n" if probes else ""))
+            + (f"{fn} SET enable_seqscan = off;\n{fn} RESET plan_cache_mode;\n" if probes else ""))
 
 
 def upgrade() -> None:

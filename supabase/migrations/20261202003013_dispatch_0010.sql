@@ -1,6 +1,6 @@
 -- integration-dispatch, Alembic revision 0010: The per-job database path: claims probe by key, and the two transitions every job makes are
 -- Rendered by scripts/render-supabase-migrations from migrations/versions/0010_hot_path.py
--- (sha256 29f9235c5b51bb5e). Do not edit: change the Alembic migration, re-render.
+-- (sha256 c71635b1f469674a). Do not edit: change the Alembic migration, re-render.
 -- The Supabase case of its branches: Supabase Vault installed, pg_cron in this database (postgres).
 
 -- One tool per database: refuse a database that Alembic (`integration-dispatch db upgrade`) migrates.
@@ -80,6 +80,7 @@ BEGIN
 END $$;
 ALTER FUNCTION dispatch.claim_jobs(text, integer, double precision) SET search_path = pg_catalog, dispatch, pg_temp;
 ALTER FUNCTION dispatch.claim_jobs(text, integer, double precision) SET enable_seqscan = off;
+ALTER FUNCTION dispatch.claim_jobs(text, integer, double precision) RESET plan_cache_mode;
 
 CREATE FUNCTION dispatch.jobs_record_batch() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, dispatch, pg_temp AS $$

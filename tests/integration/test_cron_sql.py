@@ -1,4 +1,5 @@
-"""Cron in SQL equals croniter (with the repeated-hour rule applied) on generated cases.
+"""Cron in SQL equals croniter (with the repeated-hour rule applied) on generated cases, both
+ways: cron_next against get_next, cron_prev against get_prev.
 
 The oracle is croniter with ``implement_cron_bug=True``: day-of-month and day-of-week are
 OR-ed only when neither field starts with ``*`` (Vixie cron, pg_cron). croniter's default
@@ -148,9 +149,19 @@ def oracle_next(expr: str, zone: str, after: datetime) -> datetime:
             return t.astimezone(UTC)
 
 
-def sql_next(conn: psycopg.Connection, cases: list[tuple[str, str, datetime]]) -> list[datetime | None]:
+def oracle_prev(expr: str, zone: str, before: datetime) -> datetime:
+    tz = ZoneInfo(zone)
+    it = croniter(expr, before.astimezone(tz), implement_cron_bug=True)
+    while True:
+        t: datetime = it.get_prev(datetime)
+        if not _second_occurrence(t, tz):
+            return t.astimezone(UTC)
+
+
+def sql_next(conn: psycopg.Connection, cases: list[tuple[str, str, datetime]], fn: str = "cron_next"
+             ) -> list[datetime | None]:
     rows = conn.execute(
-        "SELECT dispatch.cron_next(e, z, t) FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) "
+        f"SELECT dispatch.{fn}(e, z, t) FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) "
         "WITH ORDINALITY AS u(e, z, t, n) ORDER BY n",
         [[c[0] for c in cases], [c[1] for c in cases], [c[2] for c in cases]],
     ).fetchall()
@@ -178,6 +189,28 @@ def test_cron_next__equals_croniter(cron_conn: psycopg.Connection, cases: list[t
     got = sql_next(cron_conn, cases)
     for (expr, zone, after), sql in zip(cases, got, strict=True):
         assert sql == oracle_next(expr, zone, after), (expr, zone, after.isoformat())
+
+
+@PROPERTY
+@given(cases=st.lists(_case(), min_size=BATCH, max_size=BATCH))
+def test_cron_prev__equals_croniter_get_prev(cron_conn: psycopg.Connection,
+                                             cases: list[tuple[str, str, datetime]]) -> None:
+    got = sql_next(cron_conn, cases, "cron_prev")
+    for (expr, zone, before), sql in zip(cases, got, strict=True):
+        assert sql == oracle_prev(expr, zone, before), (expr, zone, before.isoformat())
+
+
+@settings(PROPERTY, max_examples=30)       # a cross-check of the two functions: fewer cases do
+@given(cases=st.lists(_case(), min_size=BATCH, max_size=BATCH))
+def test_cron_prev__is_the_slot_cron_next_comes_back_to(cron_conn: psycopg.Connection,
+                                                        cases: list[tuple[str, str, datetime]]) -> None:
+    """prev < t and no slot between them: the first slot after prev is at or after t."""
+    rows = cron_conn.execute(
+        "SELECT p, dispatch.cron_next(e, z, p) FROM (SELECT e, z, t, n, dispatch.cron_prev(e, z, t) AS p "
+        "FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) WITH ORDINALITY AS u(e, z, t, n)) x ORDER BY n",
+        [[c[0] for c in cases], [c[1] for c in cases], [c[2] for c in cases]]).fetchall()
+    for (expr, zone, before), (prev, after_prev) in zip(cases, rows, strict=True):
+        assert prev is not None and prev < before <= after_prev, (expr, zone, before.isoformat())
 
 
 @PROPERTY
@@ -229,6 +262,41 @@ def test_cron_next__dst_and_day_edges(cron_conn: psycopg.Connection, expr: str, 
         got.append(t)
     assert got == [_z(e) for e in expected]
     assert got == [oracle_next(expr, zone, x) for x in [_z(after), *got[:-1]]]
+
+
+@pytest.mark.parametrize(("expr", "zone", "at", "before", "after"), [
+    # The shapes whose search is longest: months skipped, a day decades apart, no day at all.
+    ("* * * 1-6 *", "UTC", "2027-01-01T00:00:00Z", "2026-06-30T23:59:00Z", "2027-01-01T00:01:00Z"),
+    ("0 12 * nov-feb *", "Europe/Oslo", "2026-11-01T00:00:00Z", "2026-02-28T11:00:00Z", "2026-11-01T11:00:00Z"),
+    ("0 9 * * 1-5", "Europe/Oslo", "2026-12-06T12:00:00Z", "2026-12-04T08:00:00Z", "2026-12-07T08:00:00Z"),
+    ("0 0 1 1 *", "UTC", "2026-12-31T23:59:00Z", "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z"),
+    ("0 0 29 2 *", "UTC", "2028-02-28T00:00:00Z", "2024-02-29T00:00:00Z", "2028-02-29T00:00:00Z"),
+    ("0 0 29 2 */7", "UTC", "2059-03-01T00:00:00Z", "2032-02-29T00:00:00Z", "2060-02-29T00:00:00Z"),
+    ("0 0 30 2 *", "UTC", "2026-06-01T00:00:00Z", None, None),
+    # Next to DST transitions (Oslo: forward 2025-03-30 01:00Z, back 2025-10-26 01:00Z).
+    ("* * * * *", "Europe/Oslo", "2025-10-26T01:30:00Z", "2025-10-26T00:59:00Z", "2025-10-26T02:00:00Z"),
+    ("* 2 * * *", "Europe/Oslo", "2025-03-30T01:00:00Z", "2025-03-29T01:59:00Z", "2025-03-31T00:00:00Z"),
+    ("30 2 * * *", "Europe/Oslo", "2025-03-30T01:00:30Z", "2025-03-30T01:00:00Z", "2025-03-31T00:30:00Z"),
+    ("30 * * * *", "Europe/Oslo", "2025-03-30T01:30:00Z", "2025-03-30T00:30:00Z", "2025-03-30T02:30:00Z"),
+])
+def test_cron_prev_next__worst_shapes(cron_conn: psycopg.Connection, expr: str, zone: str, at: str,
+                                      before: str | None, after: str | None) -> None:
+    """The slot before and after `at` (NULL both ways when the expression has none)."""
+    row = cron_conn.execute("SELECT dispatch.cron_prev(%s, %s, %s), dispatch.cron_next(%s, %s, %s)",
+                            [expr, zone, _z(at)] * 2).fetchone()
+    assert row == (before and _z(before), after and _z(after))
+    if before is not None and after is not None:
+        assert row == (oracle_prev(expr, zone, _z(at)), oracle_next(expr, zone, _z(at)))
+
+
+def test_cron_prev__spec_parsed_before_0011_still_answers(cron_conn: psycopg.Connection) -> None:
+    """A kept spec without the *_prev lookups (parsed before 0011, restored from an old dump)."""
+    row = cron_conn.execute(
+        "WITH p AS (SELECT dispatch.cron_parse('15 2,14 * * 1-5') AS s) "
+        "SELECT dispatch.cron_prev(ROW((s).minute_next, (s).hour_next, (s).dom_bits, (s).month_bits, (s).dow_bits, "
+        "(s).dom_star, (s).dow_star, (s).every_hour, NULL, NULL)::dispatch.cron_spec, 'Europe/Oslo', %s), "
+        "dispatch.cron_prev(s, 'Europe/Oslo', %s) FROM p", [_z("2026-12-07T12:00:00Z")] * 2).fetchone()
+    assert row == (_z("2026-12-07T01:15:00Z"), _z("2026-12-07T01:15:00Z"))
 
 
 @pytest.mark.parametrize(("expr", "tz", "message"), [

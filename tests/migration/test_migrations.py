@@ -66,3 +66,34 @@ def test_queries__every_name_the_code_uses_exists() -> None:
     assert used["console"], "the scan missed the console's queries"
     for scope in ("main", "console"):
         assert used[scope] <= names[scope], f"missing in the {scope} queries.sql: {sorted(used[scope] - names[scope])}"
+
+
+def test_cron_worst_cases__upgrade_completes_kept_specs_and_alerts_quiet_schedules(empty_db: str) -> None:
+    """The cron revision on a database with schedules: each kept spec gains the lookups cron_prev
+    walks with (no edit recorded), an enabled schedule already without a next slot is alerted,
+    and the way back keeps the schedules working."""
+    from app.migrations import VERSIONS, earlier_revision
+
+    [path] = VERSIONS.glob("*_cron_worst_cases.py")
+    rev = earlier_revision(path.name)
+    upgrade(empty_db, rev.down_revision, pg_cron=False)
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO dispatch.integrations (id, adapter) VALUES ('x', 'noop')")
+        conn.execute("INSERT INTO dispatch.schedules (integration_id, kind, cron, timezone) VALUES "
+                     "('x', 'weekdays', '15 2,14 * * 1-5', 'Europe/Oslo'), ('x', 'quiet', '*/5 * * * *', 'UTC')")
+        conn.execute("UPDATE dispatch.schedules SET next_slot = NULL WHERE kind = 'quiet'")
+        edited = conn.execute("SELECT kind, updated_at FROM dispatch.schedules ORDER BY kind").fetchall()
+    upgrade(empty_db, rev.revision, pg_cron=False)
+    prev = ("SELECT dispatch.cron_prev(cron_spec, timezone, '2026-12-07T12:00:00Z') FROM dispatch.schedules "
+            "WHERE kind = 'weekdays'")
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        assert conn.execute("SELECT bool_and(cron_spec = dispatch.cron_parse(cron)) FROM dispatch.schedules"
+                            ).fetchone() == (True,)
+        assert conn.execute("SELECT kind, updated_at FROM dispatch.schedules ORDER BY kind").fetchall() == edited
+        assert conn.execute("SELECT s.kind FROM dispatch.alerts a JOIN dispatch.schedules s ON s.id = a.schedule_id "
+                            "WHERE a.kind = 'no_future_slot'").fetchall() == [("quiet",)]
+        after = conn.execute(prev).fetchone()
+    downgrade(empty_db, rev.down_revision, pg_cron=False)
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        assert conn.execute(prev).fetchone() == after
+    assert after is not None and after[0].isoformat() == "2026-12-07T01:15:00+00:00"
