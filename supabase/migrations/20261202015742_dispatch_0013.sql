@@ -1,6 +1,6 @@
 -- integration-dispatch, Alembic revision 0013: Claims at scale: per-integration try-locks instead of one global lock, and the head of the queue.
 -- Rendered by scripts/render-supabase-migrations from migrations/versions/0013_claim_locks.py
--- (sha256 81a0750b8e535741). Do not edit: change the Alembic migration, re-render.
+-- (sha256 9dd10e388e7412b6). Do not edit: change the Alembic migration, re-render.
 -- The Supabase case of its branches: Supabase Vault installed, pg_cron in this database (postgres).
 
 -- One tool per database: refuse a database that Alembic (`integration-dispatch db upgrade`) migrates.
