@@ -82,7 +82,7 @@ class Worker:
         self._completer_task = asyncio.create_task(self.completer.run(), name="completer")
         while not self.stopping:
             if self.inflight and 0 < self.free() < self._min_batch:
-                # Claims are serialised across daemons: take slots in batches, not one by one.
+                # Every claim is a statement with a fixed cost: take slots in batches, not one by one.
                 await asyncio.sleep(FETCH_COOLDOWN)
             self._wake.clear()
             timeout = await self._step()
