@@ -24,7 +24,7 @@ from app.core.job import ClaimedJob, Outcome, Status
 from app.core.redaction import redact
 from app.core.retry import RetryPolicy
 from app.core.secret import Secret
-from app.daemon.writes import Fence, WriteGuard
+from app.daemon.writes import Fence, FenceExpired, WriteGuard
 
 if TYPE_CHECKING:
     import httpx
@@ -114,8 +114,8 @@ class Executor:
                 outcome = Outcome(Status.PARK, error=str(exc), delay=self.retry.delay(1, exc.retry_after))
             else:
                 outcome = self._retry_or_fail(job, str(exc), exc.retry_after, vendor_fault=True)
-        except TimeoutError:
-            if fence is not None and fence.expired():
+        except TimeoutError as exc:
+            if isinstance(exc, FenceExpired) or (fence is not None and fence.expired()):
                 logs.event("job.fenced", logging.WARNING, job_id=job.id, integration=job.integration_id,
                            detail="the lease could not be renewed: the adapter call was stopped before it expired")
                 outcome = Outcome(Status.PARK, delay=1.0, error="the adapter call was stopped before the job's lease "
@@ -164,10 +164,17 @@ class Executor:
     async def _bounded(self, work: Any, fence: Fence | None, limit: float) -> Any:
         # asyncio.timeout, not wait_for: no extra task per job on the hot path. The fence
         # brings the deadline forward to the lease's, and renewals push it on.
-        async with asyncio.timeout(limit) as timeout:
-            if fence is not None:
-                fence.bind(timeout, asyncio.get_running_loop().time() + limit)
-            return await work
+        own_deadline = asyncio.get_running_loop().time() + limit
+        try:
+            async with asyncio.timeout(limit) as timeout:
+                if fence is not None:
+                    fence.bind(timeout, own_deadline)
+                return await work
+        except TimeoutError:
+            when = timeout.when()
+            if fence is not None and when is not None and when < own_deadline:
+                raise FenceExpired from None
+            raise
 
     def _timeout(self, adapter: Any, ctx: JobContext) -> float:
         """The adapter's own bound for a job (e.g. Business Central's post timeout), else ours."""

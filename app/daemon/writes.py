@@ -18,6 +18,12 @@ from app.core.errors import PermanentError, RetryableError, WriteRefused
 from app.db.stores import JobStore
 
 
+class FenceExpired(TimeoutError):
+    """The adapter call was stopped at its fence (the lease could not be renewed), not at its
+    own time limit. Told by which deadline the timer was set to, never by reading the clock
+    after it fired: event-loop timers may fire a fraction of a millisecond early."""
+
+
 class Fence:
     """The deadline (event-loop time) by which this job's adapter call must have stopped."""
 

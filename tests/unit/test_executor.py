@@ -14,6 +14,7 @@ from app.core.errors import AuthError, PermanentError, RetryableError
 from app.core.job import Status
 from app.core.retry import RetryPolicy
 from app.daemon.executor import Executor, HttpClients
+from app.daemon.writes import Fence
 from tests.unit.fakes import FakeCredentials, claimed
 
 pytestmark = pytest.mark.unit
@@ -123,6 +124,22 @@ def test_execute__a_hung_adapter_times_out_as_a_retry(executor: Executor) -> Non
     Fake.script = ["hang"]
     outcome = run(executor)
     assert outcome.status is Status.RETRY and "did not finish within 0.2 s" in (outcome.error or "")
+
+
+def test_execute__a_call_stopped_at_its_fence_parks_even_when_the_timer_fired_early(
+        executor: Executor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Event-loop timers may fire a fraction of a millisecond before their deadline, when the
+    clock still says the fence has not expired: the stop is told by the deadline the timer was
+    set to (the fence's, before the job's own limit), not by reading the clock afterwards."""
+    monkeypatch.setattr(Fence, "expired", lambda self: False)  # the clock a hair short of the deadline
+    Fake.script = ["hang"]
+
+    async def go() -> Any:
+        fence = Fence(asyncio.get_running_loop().time() + 0.05)  # well before the 0.2 s job limit
+        return await executor.execute(claimed(), fence)
+
+    outcome = asyncio.run(go())
+    assert outcome.status is Status.PARK and "lease" in (outcome.error or ""), outcome
 
 
 def test_execute__the_secret_never_reaches_the_error(executor: Executor) -> None:
