@@ -175,6 +175,11 @@ class Executor:
             if fence is not None and when is not None and when < own_deadline:
                 raise FenceExpired from None
             raise
+        finally:
+            if fence is not None:
+                # The job stays leased until its completion is written: a renewal meanwhile
+                # extends the fence, and must not reschedule this finished timer.
+                fence.unbind(timeout)
 
     def _timeout(self, adapter: Any, ctx: JobContext) -> float:
         """The adapter's own bound for a job (e.g. Business Central's post timeout), else ours."""

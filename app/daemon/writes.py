@@ -40,6 +40,11 @@ class Fence:
         self._timeouts.append(timeout)
         timeout.reschedule(min(limit, self.deadline))
 
+    def unbind(self, timeout: asyncio.Timeout) -> None:
+        """The call under ``timeout`` has ended: renewals must not touch its finished timer."""
+        if timeout in self._timeouts:
+            self._timeouts.remove(timeout)
+
     def extend(self, deadline: float) -> None:
         self.deadline = max(self.deadline, deadline)
         for timeout in self._timeouts:

@@ -142,6 +142,21 @@ def test_execute__a_call_stopped_at_its_fence_parks_even_when_the_timer_fired_ea
     assert outcome.status is Status.PARK and "lease" in (outcome.error or ""), outcome
 
 
+def test_execute__a_renewal_after_the_call_ended_extends_the_fence_without_error(executor: Executor) -> None:
+    """A finished job stays leased until its completion is written; a renewal in between extends
+    its fence, which must not touch the call's finished timer (it raised RuntimeError and failed
+    the whole renewal round)."""
+    async def go() -> Any:
+        loop = asyncio.get_running_loop()
+        fence = Fence(loop.time() + 5)
+        outcome = await executor.execute(claimed(), fence)
+        fence.extend(loop.time() + 10)
+        return outcome, fence.deadline - loop.time()
+
+    outcome, left = asyncio.run(go())
+    assert outcome.status is Status.SUCCEEDED and left > 9
+
+
 def test_execute__the_secret_never_reaches_the_error(executor: Executor) -> None:
     Fake.script = [RetryableError("vendor echoed t0ps3cret-token back")]
     outcome = run(executor)
